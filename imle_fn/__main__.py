@@ -1,0 +1,7 @@
+"""``python -m imle_fn`` runs the ``imle-fn`` command line."""
+
+import sys
+
+from imle_fn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,137 @@
+"""The solver contract: what `map_solve` and every estimator accept as a MAP solver.
+
+A *solver* is a batched black-box **maximiser**: given scores ``theta`` of shape ``[N, *event]`` it
+returns MAP states ``z`` of the same shape, ``z[n] = argmax_{z in C} <theta[n], z>``. Solvers that
+minimise a cost (Dijkstra, say) negate the scores themselves; `imle_fn.GridShortestPath` does.
+
+A solver is either
+
+* an object with the attributes of `Solver` (``event_ndim``, ``backend`` and ``__call__``), such as
+  the ready-made ones in this package, or
+* any plain callable, wrapped with `as_solver` (or passed to `map_solve` together with
+  ``event_ndim=``). Plain callables are treated as NumPy solvers.
+
+``backend="numpy"`` solvers receive a C-contiguous CPU ``numpy.ndarray`` (float32 or float64; bfloat16
+and float16 scores arrive as float32) and may return anything ``numpy.asarray`` accepts.
+``backend="torch"`` solvers receive a detached tensor on the scores' own device and return a tensor.
+Either way the result is checked (shape, finite values) and cast back to the scores' dtype and device.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = ["Backend", "FunctionSolver", "Solver", "as_solver", "resolve_solver"]
+
+Backend = Literal["numpy", "torch"]
+
+
+@runtime_checkable
+class Solver(Protocol):
+    """Protocol of a batched MAP solver ``[N, *event] -> [N, *event]`` (a maximiser)."""
+
+    event_ndim: int
+    backend: Backend
+
+    def __call__(self, theta: Any) -> Any:  # pragma: no cover - protocol
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionSolver:
+    """A plain function turned into a `Solver`.
+
+    Attributes:
+        fn: the batched maximiser, ``[N, *event] -> [N, *event]``.
+        event_ndim: number of trailing dimensions that make up one instance (2 for a grid map,
+            1 for a k-subset over a vector).
+        backend: ``"numpy"`` (``fn`` takes and returns arrays on the CPU) or ``"torch"``.
+    """
+
+    fn: Callable[[Any], Any]
+    event_ndim: int
+    backend: Backend = "numpy"
+
+    def __post_init__(self) -> None:
+        _check_event_ndim(self.event_ndim)
+        if self.backend not in ("numpy", "torch"):
+            raise ValueError(f"backend: expected 'numpy' or 'torch', got {self.backend!r}")
+        if not callable(self.fn):
+            raise TypeError(f"fn: expected a callable, got {type(self.fn).__name__}")
+
+    def __call__(self, theta: Any) -> Any:
+        return self.fn(theta)
+
+
+def as_solver(fn: Callable[[Any], Any], *, event_ndim: int, backend: Backend = "numpy") -> Solver:
+    """Wrap a batched maximiser ``[N, *event] -> [N, *event]`` as a `Solver`.
+
+    Args:
+        fn: the user's solver; a maximiser of ``<theta, z>`` over its discrete set.
+        event_ndim: how many trailing dimensions form one instance.
+        backend: ``"numpy"`` or ``"torch"``; see the module docstring.
+
+    Returns:
+        A `Solver` that `map_solve`, `imle` and the other estimators accept.
+    """
+    return FunctionSolver(fn, event_ndim, backend)
+
+
+def _check_event_ndim(event_ndim: object) -> None:
+    if isinstance(event_ndim, bool) or not isinstance(event_ndim, int):
+        raise TypeError(f"event_ndim: expected an int, got {type(event_ndim).__name__}")
+    if event_ndim < 0:
+        raise ValueError(f"event_ndim: expected >= 0, got {event_ndim}")
+
+
+def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
+    """Return ``solver`` as a `Solver`, wrapping a plain callable when ``event_ndim`` is given.
+
+    Raises:
+        TypeError: ``solver`` is not callable.
+        ValueError: a plain callable arrived without ``event_ndim``.
+    """
+    if isinstance(solver, Solver):
+        if event_ndim is not None and event_ndim != solver.event_ndim:
+            _check_event_ndim(event_ndim)
+            return FunctionSolver(solver, event_ndim, solver.backend)
+        _check_event_ndim(solver.event_ndim)
+        return solver
+    if not callable(solver):
+        raise TypeError(f"solver: expected a callable or a Solver, got {type(solver).__name__}")
+    if event_ndim is None:
+        raise ValueError(
+            "solver: a plain callable needs event_ndim= (how many trailing dims form one instance),"
+            " or wrap it with imle_fn.as_solver(fn, event_ndim=...)"
+        )
+    return FunctionSolver(solver, event_ndim, "numpy")
+
+
+# Custom ops cannot take Python callables, so solvers travel through the op boundary as integer
+# handles. Handles are kept for the life of the process (a solver is small and long-lived).
+_REGISTRY: dict[int, Solver] = {}
+_HANDLES: dict[int, int] = {}
+_LOCK = threading.Lock()
+
+
+def solver_handle(solver: Solver) -> int:
+    """Return a stable integer handle for ``solver`` (registering it on first use)."""
+    key = id(solver)
+    with _LOCK:
+        handle = _HANDLES.get(key)
+        if handle is None or _REGISTRY.get(handle) is not solver:
+            handle = len(_REGISTRY)
+            _REGISTRY[handle] = solver
+            _HANDLES[key] = handle
+    return handle
+
+
+def solver_from_handle(handle: int) -> Solver:
+    """Inverse of `solver_handle`."""
+    try:
+        return _REGISTRY[handle]
+    except KeyError:
+        raise ValueError(f"solver handle {handle} is unknown in this process") from None
