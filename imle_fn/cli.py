@@ -17,7 +17,11 @@ __all__ = ["build_parser", "main"]
 # (subcommand path, module, help): modules are imported lazily so `--help` stays fast and optional
 # dependencies (matplotlib, ...) are only needed by the subcommand that uses them.
 _COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("demo",), "imle_fn.demo.command", "the seed's example: map, sampled paths, gradients, learning"),
+    (
+        ("demo",),
+        "imle_fn.demo.command",
+        "the seed's example: map, sampled paths, gradients, learning",
+    ),
     (("bench", "warcraft"), "imle_fn.warcraft.command", "Warcraft-style shortest-path benchmark"),
 )
 

@@ -33,11 +33,16 @@ Backend = Literal["numpy", "torch"]
 class Solver(Protocol):
     """Protocol of a batched MAP solver ``[N, *event] -> [N, *event]`` (a maximiser)."""
 
-    event_ndim: int
-    backend: Backend
+    @property
+    def event_ndim(self) -> int:
+        """Number of trailing dims that form one instance."""
 
-    def __call__(self, theta: Any) -> Any:  # pragma: no cover - protocol
-        ...
+    @property
+    def backend(self) -> Backend:
+        """``"numpy"`` or ``"torch"``: what the solver takes and returns."""
+
+    def __call__(self, theta: Any) -> Any:
+        """Solve a batch: ``[N, *event] -> [N, *event]``."""
 
 
 @dataclass(frozen=True)
@@ -90,29 +95,40 @@ def _check_event_ndim(event_ndim: object) -> None:
 def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
     """Return ``solver`` as a `Solver`, wrapping a plain callable when ``event_ndim`` is given.
 
+    Wrappers are cached per (callable, event_ndim), so calling this in a training loop does not
+    register a new solver on every step.
+
     Raises:
-        TypeError: ``solver`` is not callable.
+        TypeError: ``solver`` is not callable, or ``event_ndim`` is not an int.
         ValueError: a plain callable arrived without ``event_ndim``.
     """
     if isinstance(solver, Solver):
-        if event_ndim is not None and event_ndim != solver.event_ndim:
-            _check_event_ndim(event_ndim)
-            return FunctionSolver(solver, event_ndim, solver.backend)
         _check_event_ndim(solver.event_ndim)
-        return solver
-    if not callable(solver):
+        if event_ndim is None or event_ndim == solver.event_ndim:
+            return solver
+        backend = solver.backend
+    elif not callable(solver):
         raise TypeError(f"solver: expected a callable or a Solver, got {type(solver).__name__}")
-    if event_ndim is None:
+    elif event_ndim is None:
         raise ValueError(
             "solver: a plain callable needs event_ndim= (how many trailing dims form one instance),"
             " or wrap it with imle_fn.as_solver(fn, event_ndim=...)"
         )
-    return FunctionSolver(solver, event_ndim, "numpy")
+    else:
+        backend = "numpy"
+    _check_event_ndim(event_ndim)
+    key = (id(solver), event_ndim)
+    with _LOCK:
+        cached = _WRAPPED.get(key)
+        if cached is None or cached.fn is not solver:
+            cached = _WRAPPED[key] = FunctionSolver(solver, event_ndim, backend)
+    return cached
 
 
 # Custom ops cannot take Python callables, so solvers travel through the op boundary as integer
 # handles. Handles are kept for the life of the process (a solver is small and long-lived).
 _REGISTRY: dict[int, Solver] = {}
+_WRAPPED: dict[tuple[int, int], FunctionSolver] = {}
 _HANDLES: dict[int, int] = {}
 _LOCK = threading.Lock()
 

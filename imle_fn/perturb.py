@@ -1,0 +1,27 @@
+"""`perturb`: Perturb-and-MAP's perturbation step, a pure differentiable function."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["perturb"]
+
+
+def perturb(
+    theta: torch.Tensor, noise: torch.Tensor | None, temperature: float = 1.0
+) -> torch.Tensor:
+    """Perturbed scores ``theta + temperature * noise``.
+
+    Args:
+        theta: ``[*batch, *event]`` scores.
+        noise: ``[*sample, *batch, *event]`` noise (or any shape broadcastable against ``theta``), or
+            None for no noise.
+        temperature: the noise scale tau.
+
+    Returns:
+        ``broadcast(noise, theta)`` shaped perturbed scores; ``theta`` itself when ``noise`` is None
+        or the temperature is 0.
+    """
+    if noise is None or temperature == 0.0:
+        return theta
+    return theta + temperature * noise
