@@ -1,0 +1,315 @@
+"""Numba kernels: batched vertex-weighted grid Dijkstra (no torch in this module).
+
+One instance is a ``[H, W]`` grid of vertex costs. A path is a sequence of cells, each one a
+4-neighbour (N, S, E, W) or 8-neighbour (plus diagonals) of the previous one; its cost is the sum of
+the costs of **all** its cells, both ends included (the Warcraft label convention). Costs are read
+as float64 whatever the input dtype and accumulated in float64. ``+inf`` cells are walls.
+
+Algorithm: Dijkstra with an array-backed indexed binary heap (decrease-key, every cell at most once
+in the heap), early exit when the target is popped. The grid is copied into a float64 workspace
+padded with a one-cell border of cost ``+inf``, so neighbours need no bounds checks.
+
+Deterministic tie-breaking:
+
+* cells are popped in lexicographic order of ``(distance, row-major cell index)``;
+* a cell's predecessor is replaced only on a *strict* improvement of its distance, so it is the
+  first popped neighbour (in that pop order) that reaches the cell's final distance.
+
+The path is the predecessor chain from the target back to the source; it depends only on the
+costs, never on the thread count or on how the batch was chunked.
+
+Status codes written per instance (the Python layer turns them into errors): `OK`, `NAN`,
+`NEG_INF`, `NEGATIVE` (a negative cost while not clamping), `UNREACHABLE` (no finite-cost path).
+
+Threading: the batch is one ``prange`` over chunks (one chunk per thread); each chunk allocates its
+workspaces once and solves its instances one after another. `solve` picks a safe way to call the
+parallel kernel for the Numba threading layer in use; see `solve` and ``_parallel_is_safe``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["NAN", "NEGATIVE", "NEG_INF", "OK", "UNREACHABLE", "solve"]
+
+OK = 0
+NAN = 1
+NEG_INF = 2
+NEGATIVE = 3
+UNREACHABLE = 4
+
+# pos[] value of cells never pushed; otherwise a cell's slot in the heap (stale once popped).
+_UNSEEN = -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sift_up(hkey, hcell, pos, i, key, cell):  # type: ignore[no-untyped-def]
+    """Move ``cell`` with ``key`` up from heap slot ``i``; writes hkey, hcell, pos in place."""
+    while i > 0:
+        p = (i - 1) >> 1
+        pk = hkey[p]
+        pc = hcell[p]
+        if key < pk or (key == pk and cell < pc):
+            hkey[i] = pk
+            hcell[i] = pc
+            pos[pc] = i
+            i = p
+        else:
+            break
+    hkey[i] = key
+    hcell[i] = cell
+    pos[cell] = i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sift_down(hkey, hcell, pos, size, key, cell):  # type: ignore[no-untyped-def]
+    """Place ``cell`` with ``key`` at the root of a heap of ``size`` and sift it down."""
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        ck = hkey[c]
+        cc = hcell[c]
+        r = c + 1
+        if r < size:
+            rk = hkey[r]
+            rc = hcell[r]
+            if rk < ck or (rk == ck and rc < cc):
+                c = r
+                ck = rk
+                cc = rc
+        if ck < key or (ck == key and cc < cell):
+            hkey[i] = ck
+            hcell[i] = cc
+            pos[cc] = i
+            i = c
+        else:
+            break
+    hkey[i] = key
+    hcell[i] = cell
+    pos[cell] = i
+
+
+@njit(cache=True, nogil=True)
+def _solve_range(costs, lo, hi, source, target, eight, clamp, out, status):  # type: ignore[no-untyped-def]
+    """Solve instances ``lo:hi`` of ``costs`` serially, with workspaces allocated once.
+
+    Args:
+        costs: array of shape (B, H, W), any real dtype; read only.
+        lo, hi: the half-open instance range to solve.
+        source, target: int64 arrays ``[row, col]`` (non-negative, in range).
+        eight: 8-neighbourhood when True, 4-neighbourhood when False.
+        clamp: replace negative costs by 0 when True, flag them `NEGATIVE` when False.
+        out: array of shape (B, H, W), zero on entry; path cells are set to 1 in place.
+        status: int8 array of shape (B,); written in place with a status code per instance.
+    """
+    H = costs.shape[1]
+    W = costs.shape[2]
+    Wp = W + 2
+    n = (H + 2) * Wp
+    cpad = np.full(n, np.inf)  # the border keeps cost +inf: a wall around the grid
+    dist = np.full(n, np.inf)
+    pred = np.empty(n, dtype=np.int32)
+    pos = np.empty(n, dtype=np.int32)
+    hkey = np.empty(H * W, dtype=np.float64)
+    hcell = np.empty(H * W, dtype=np.int32)
+    if eight:
+        off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], dtype=np.int64)
+    else:
+        off = np.array([-Wp, -1, 1, Wp], dtype=np.int64)
+    nnb = off.shape[0]
+    s = (source[0] + 1) * Wp + source[1] + 1
+    t = (target[0] + 1) * Wp + target[1] + 1
+    inf = np.inf
+    for b in range(lo, hi):
+        # Copy costs into the padded workspace, validate, reset the per-instance state.
+        code = OK
+        for r in range(H):
+            row = (r + 1) * Wp + 1
+            for c in range(W):
+                x = np.float64(costs[b, r, c])
+                v = row + c
+                dist[v] = inf
+                if x != x:
+                    code = NAN
+                elif x < 0.0:
+                    if x == -inf:
+                        if code != NAN:
+                            code = NEG_INF
+                    elif clamp:
+                        x = np.float64(0.0)
+                    elif code == OK:
+                        code = NEGATIVE
+                cpad[v] = x
+                pos[v] = _UNSEEN
+        if code != OK:
+            status[b] = code
+            continue
+        if cpad[s] == inf:
+            status[b] = UNREACHABLE
+            continue
+        # Dijkstra from s; the heap holds (dist, cell) keys, pos[] indexes it.
+        dist[s] = cpad[s]
+        size = 1
+        hkey[0] = dist[s]
+        hcell[0] = s
+        pos[s] = 0
+        reached = False
+        while size > 0:
+            u = np.int64(hcell[0])
+            size -= 1
+            if size > 0:
+                _sift_down(hkey, hcell, pos, size, hkey[size], hcell[size])
+            if u == t:
+                reached = True
+                break
+            du = dist[u]
+            # No "settled" test: with costs >= 0 a settled cell never improves (du >= its
+            # distance), and walls and the border (cost +inf) give nd = inf, never < dist.
+            for k in range(nnb):
+                v = u + off[k]
+                nd = du + cpad[v]
+                if nd < dist[v]:
+                    pv = pos[v]
+                    dist[v] = nd
+                    pred[v] = u
+                    if pv == _UNSEEN:
+                        _sift_up(hkey, hcell, pos, size, nd, v)
+                        size += 1
+                    else:
+                        _sift_up(hkey, hcell, pos, pv, nd, v)
+        if not reached:
+            status[b] = UNREACHABLE
+            continue
+        status[b] = OK
+        v = t
+        while True:
+            out[b, v // Wp - 1, v % Wp - 1] = 1
+            if v == s:
+                break
+            v = np.int64(pred[v])
+
+
+@njit(cache=True, parallel=True)
+def _solve_parallel(costs, source, target, eight, clamp, num_chunks, out, status):  # type: ignore[no-untyped-def]
+    """`_solve_range` over the whole batch, one ``prange`` iteration per chunk of instances."""
+    B = costs.shape[0]
+    for k in prange(num_chunks):
+        lo = k * B // num_chunks
+        hi = (k + 1) * B // num_chunks
+        _solve_range(costs, lo, hi, source, target, eight, clamp, out, status)
+
+
+# ---------------------------------------------------------------------------------------------
+# Threading-layer policy.
+#
+# Facts (numba 0.68): the GNU OpenMP layer kills a child forked after the parent launched it as
+# soon as the child runs a parallel kernel; the workqueue layer aborts when two Python threads run
+# parallel kernels at the same time; TBB is safe for both. Policy:
+#   1. Never choose a layer for the user: NUMBA_THREADING_LAYER (or numba.config) is respected.
+#   2. Make a pip-installed TBB findable (its libtbb.so.12 lives in <prefix>/lib, off the loader
+#      path), so Numba's default priority (tbb, omp, workqueue) picks it.
+#   3. Whatever layer is running, call the parallel kernel only where it is safe:
+#      tbb -> always; omp -> except in a process forked after the layer was launched (then the
+#      serial kernel runs); workqueue -> under a process-wide lock (one parallel call at a time;
+#      other callers wait), reset in forked children.
+# ---------------------------------------------------------------------------------------------
+
+
+def _preload_pip_tbb() -> None:
+    """Load ``<prefix>/lib/libtbb.so.12`` so that Numba's TBB layer can import it, if present."""
+    if not sys.platform.startswith("linux"):
+        return
+    chosen = str(getattr(numba.config, "THREADING_LAYER", "default")).lower()
+    if chosen in ("omp", "workqueue"):
+        return
+    try:
+        ctypes.CDLL("libtbb.so.12")
+        return  # already findable
+    except OSError:
+        pass
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            return
+
+
+_preload_pip_tbb()
+
+_WORKQUEUE_LOCK = threading.Lock()
+_OMP_FORKED = False
+
+
+def _running_layer() -> str | None:
+    try:
+        return str(numba.threading_layer())
+    except ValueError:  # not launched yet
+        return None
+
+
+def _after_fork_in_child() -> None:
+    global _WORKQUEUE_LOCK, _OMP_FORKED
+    _WORKQUEUE_LOCK = threading.Lock()  # a parent thread may have held it at fork time
+    if _running_layer() == "omp":
+        _OMP_FORKED = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _parallel_is_safe() -> bool:
+    """False in a child forked after the OpenMP layer was launched (parallel calls abort there)."""
+    return not (_OMP_FORKED and _running_layer() == "omp")
+
+
+def solve(
+    costs: np.ndarray,
+    source: tuple[int, int],
+    target: tuple[int, int],
+    *,
+    eight: bool,
+    clamp: bool,
+    out: np.ndarray,
+) -> np.ndarray:
+    """Solve a batch of grids in place.
+
+    Args:
+        costs: array of shape (B, H, W), a real dtype, C-contiguous; not modified.
+        source, target: ``(row, col)`` with ``0 <= row < H`` and ``0 <= col < W``.
+        eight: 8-neighbourhood when True, 4-neighbourhood when False.
+        clamp: solve for ``max(costs, 0)`` instead of flagging negative costs.
+        out: array of shape (B, H, W), all zeros; each instance's path is set to 1 in place
+            (instances whose status is not `OK` are left at zero).
+
+    Returns:
+        int8 array of shape (B,): the status code of each instance.
+    """
+    B = costs.shape[0]
+    status = np.zeros(B, dtype=np.int8)
+    if B == 0:
+        return status
+    src = np.array(source, dtype=np.int64)
+    tgt = np.array(target, dtype=np.int64)
+    threads = 1
+    if B > 1 and _parallel_is_safe():
+        threads = min(B, numba.get_num_threads())
+    if threads <= 1:
+        _solve_range(costs, 0, B, src, tgt, eight, clamp, out, status)
+    elif _running_layer() == "workqueue":
+        with _WORKQUEUE_LOCK:
+            _solve_parallel(costs, src, tgt, eight, clamp, threads, out, status)
+    else:
+        _solve_parallel(costs, src, tgt, eight, clamp, threads, out, status)
+    return status
