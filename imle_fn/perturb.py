@@ -19,9 +19,12 @@ def perturb(
         temperature: the noise scale tau.
 
     Returns:
-        ``broadcast(noise, theta)`` shaped perturbed scores; ``theta`` itself when ``noise`` is None
-        or the temperature is 0.
+        ``broadcast(noise, theta)`` shaped perturbed scores (``theta`` expanded to that shape when
+        the temperature is 0, so infinite scores never meet ``0 * noise``); ``theta`` when ``noise``
+        is None.
     """
-    if noise is None or temperature == 0.0:
+    if noise is None:
         return theta
+    if temperature == 0.0:
+        return theta.expand(torch.broadcast_shapes(noise.shape, theta.shape))
     return theta + temperature * noise

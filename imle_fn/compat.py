@@ -1,0 +1,202 @@
+"""A drop-in for uclnlp/torch-imle, built on the functional core.
+
+Port by changing the import::
+
+    from imle_fn.compat import imle, TargetDistribution, SumOfGammaNoiseDistribution
+
+Semantics are the reference's: the wrapped solver receives ``[B * S, ...]`` perturbed scores (sample
+index fastest) and the result is ``[B * S, ...]``; the gradient is the mean over samples of
+``z - z'`` with ``theta' = alpha * theta - beta * dy``, with no ``1 / beta`` factor; no noise when
+``noise_distribution`` is None; noise is drawn with ``noise_distribution.sample([B, S, ...])``.
+
+Unlike the reference, results and noise stay on the input's device, non-contiguous input works,
+``torch.func.grad``/``vmap``/``torch.compile`` work (vmap over an extra leading dim too, even when the
+solver is NumPy code inside a torch function; with a noise distribution use
+``vmap(..., randomness="same")``, since drawing noise is a random op), and the global RNG is only
+used when no generator is given. Only `TargetDistribution` (alpha, beta) targets are supported;
+a custom `BaseTargetDistribution` subclass raises TypeError.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from imle_fn.imle import imle as _imle
+from imle_fn.noise import sum_of_gamma
+from imle_fn.solver import FunctionSolver
+
+__all__ = [
+    "BaseNoiseDistribution",
+    "BaseTargetDistribution",
+    "SumOfGammaNoiseDistribution",
+    "TargetDistribution",
+    "imle",
+]
+
+
+class BaseTargetDistribution(ABC):
+    """Base class of target distributions (reference API)."""
+
+    @abstractmethod
+    def params(self, theta: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        """Target parameters from the scores ``theta`` and the cotangent ``dy``."""
+
+
+class TargetDistribution(BaseTargetDistribution):
+    """``theta' = alpha * theta - beta * dy`` (reference API)."""
+
+    def __init__(self, alpha: float = 1.0, beta: float = 1.0) -> None:
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def params(self, theta: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+        return self.alpha * theta - self.beta * dy
+
+
+class BaseNoiseDistribution(ABC):
+    """Base class of noise distributions (reference API): ``sample(shape) -> Tensor``."""
+
+    @abstractmethod
+    def sample(self, shape: torch.Size) -> torch.Tensor:
+        """Draw noise of the given shape."""
+
+
+class SumOfGammaNoiseDistribution(BaseNoiseDistribution):
+    """Sum-of-Gamma noise (reference API), drawn by `imle_fn.sum_of_gamma`.
+
+    Args:
+        k: the Sum-of-Gamma ``k`` (about the number of ones in a MAP state).
+        nb_iterations: number of Gamma terms.
+        device: device of the samples (the input's device is used by `imle` regardless).
+        generator: optional `torch.Generator` for reproducible noise (new; the reference had none).
+    """
+
+    def __init__(
+        self,
+        k: float,
+        nb_iterations: int = 10,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.k = k
+        self.nb_iterations = nb_iterations
+        self.device = device
+        self.generator = generator
+
+    def sample(self, shape: Sequence[int]) -> torch.Tensor:
+        return sum_of_gamma(
+            tuple(shape),
+            k=self.k,
+            num_terms=self.nb_iterations,
+            generator=self.generator,
+            device=self.device,
+        )
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_solver(function: Callable[[torch.Tensor], torch.Tensor], event_ndim: int) -> Any:
+    # One cached Solver per (function, event_ndim), so a training loop registers it once.
+    return FunctionSolver(function, event_ndim, "torch")
+
+
+def _apply(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    theta: torch.Tensor,
+    target: BaseTargetDistribution,
+    noise_distribution: BaseNoiseDistribution | None,
+    nb_samples: int,
+    input_noise_temperature: float,
+    target_noise_temperature: float,
+) -> torch.Tensor:
+    if not isinstance(target, TargetDistribution):
+        raise TypeError(
+            "target_distribution: imle_fn.compat supports TargetDistribution(alpha, beta); got "
+            f"{type(target).__name__}"
+        )
+    if not isinstance(theta, torch.Tensor) or theta.ndim < 1:
+        raise ValueError(f"input: expected a tensor of shape [B, ...], got {theta!r:.80}")
+    batch, instance = theta.shape[0], theta.shape[1:]
+    noise = None
+    if noise_distribution is not None:
+        drawn = noise_distribution.sample(torch.Size([batch, nb_samples, *instance]))
+        drawn = drawn.to(device=theta.device, dtype=theta.dtype)  # [B, S, ...]
+        noise = drawn.transpose(0, 1)  # [S, B, ...]: the core's sample-first layout
+    elif nb_samples > 1:
+        noise = theta.new_zeros(nb_samples, *theta.shape)  # [S, B, ...]: S identical MAP samples
+    z = _imle(
+        theta,
+        noise,
+        _torch_solver(function, len(instance)),
+        lam=target.beta,
+        alpha=target.alpha,
+        temperature=input_noise_temperature,
+        target_temperature=target_noise_temperature,
+        divide_by_lam=False,
+    )  # [S, B, ...] or [B, ...]
+    if noise is None:
+        return z
+    return z.transpose(0, 1).reshape(batch * nb_samples, *instance)  # [B * S, ...]
+
+
+def imle(
+    function: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    target_distribution: BaseTargetDistribution | None = None,
+    noise_distribution: BaseNoiseDistribution | None = None,
+    nb_samples: int = 1,
+    input_noise_temperature: float = 1.0,
+    target_noise_temperature: float = 1.0,
+) -> Any:
+    """Turn a batched solver ``[B, ...] -> [B, ...]`` into an I-MLE layer (reference API).
+
+    Usable as ``imle(solver, ...)`` or as a decorator ``@imle(...)``. See the module docstring for
+    the exact semantics.
+
+    Args:
+        function: the batched MAP solver, a torch function ``[B, ...] -> [B, ...]``.
+        target_distribution: `TargetDistribution`; default ``TargetDistribution(1.0, 1.0)``.
+        noise_distribution: anything with ``sample(shape)``; None means no noise.
+        nb_samples: samples per instance S.
+        input_noise_temperature: temperature of the forward's noise.
+        target_noise_temperature: temperature of the target's noise.
+
+    Returns:
+        The wrapped function ``theta: [B, ...] -> z: [B * S, ...]`` (or a decorator).
+    """
+    if target_distribution is None:
+        target_distribution = TargetDistribution(alpha=1.0, beta=1.0)
+    if isinstance(nb_samples, bool) or not isinstance(nb_samples, int) or nb_samples < 1:
+        raise ValueError(f"nb_samples: expected a positive int, got {nb_samples!r}")
+    if function is None:
+        return functools.partial(
+            imle,
+            target_distribution=target_distribution,
+            noise_distribution=noise_distribution,
+            nb_samples=nb_samples,
+            input_noise_temperature=input_noise_temperature,
+            target_noise_temperature=target_noise_temperature,
+        )
+    solver_fn = function
+
+    @functools.wraps(solver_fn)
+    def wrapper(input: torch.Tensor, *args: Any) -> torch.Tensor:
+        if args:
+            raise TypeError(
+                "imle_fn.compat: extra positional arguments are not passed to the solver (the"
+                " reference ignored them too); bind them with functools.partial instead"
+            )
+        return _apply(
+            solver_fn,
+            input,
+            target_distribution,
+            noise_distribution,
+            nb_samples,
+            input_noise_temperature,
+            target_noise_temperature,
+        )
+
+    return wrapper
