@@ -98,7 +98,7 @@ class SumOfGammaNoiseDistribution(BaseNoiseDistribution):
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_solver(function: Callable[[torch.Tensor], torch.Tensor], event_ndim: int) -> Any:
     # One cached Solver per (function, event_ndim), so a training loop registers it once.
     return FunctionSolver(function, event_ndim, "torch")

@@ -134,7 +134,7 @@ def test_func_grad_vjp_jacrev_agree_with_autograd(argmax_solver: CountingArgmax)
     t = theta.clone().requires_grad_()
     (expected,) = torch.autograd.grad(_loss(t, noise, w, argmax_solver), t)
     assert torch.equal(grad(_loss)(theta, noise, w, argmax_solver), expected)
-    z, pullback = vjp(lambda u: imle(u, noise, argmax_solver, lam=0.7), theta)
+    _z, pullback = vjp(lambda u: imle(u, noise, argmax_solver, lam=0.7), theta)
     assert torch.equal(pullback(w)[0], expected)
     # jacrev: row j is the VJP of the j-th basis cotangent, which imle_vjp computes directly.
     jac = jacrev(lambda u: imle(u, None, argmax_solver, lam=0.7))(theta)
