@@ -6,13 +6,14 @@ thread from its own stream. The output therefore depends only on the seeds, neve
 threads Numba runs or how it schedules the blocks.
 
 Gamma variates use Marsaglia and Tsang's squeeze method (ACM TOMS 26(3), 2000) for shape >= 1 and
-its boost ``Gamma(a) = Gamma(a + 1) * U ** (1 / a)`` for shape < 1; normal variates use Marsaglia's
-polar method.
+its boost ``Gamma(a) = Gamma(a + 1) * exp(-E / a)``, ``E ~ Exp(1)``, for shape < 1. Normal and
+exponential variates use 256-layer ziggurats (Marsaglia and Tsang, J. Stat. Softw. 5(8), 2000).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
@@ -29,32 +30,93 @@ _S11 = np.uint64(11)
 _S27 = np.uint64(27)
 _S30 = np.uint64(30)
 _S31 = np.uint64(31)
-_TWO_M53 = 1.0 / 9007199254740992.0  # 2 ** -53
+_LOW8 = np.uint64(255)
+_TWO_M53 = 2.0**-53
+
+
+def _ziggurat(
+    r: float, v: float, f: Callable[[float], float], f_inv: Callable[[float], float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Layer edges x[0..256] (x[0] = v / f(r) is the base layer's pseudo-width, x[1] = r,
+    x[256] = 0) and f at those edges, for a decreasing density f on [0, inf) with layer area v."""
+    x = np.zeros(257)
+    x[0] = v / f(r)
+    x[1] = r
+    for i in range(1, 255):
+        x[i + 1] = f_inv(v / x[i] + f(x[i]))
+    return x, np.array([f(t) for t in x])
+
+
+_NORMAL_R = 3.6541528853610088
+_NORMAL_X, _NORMAL_F = _ziggurat(
+    _NORMAL_R,
+    0.00492867323399,
+    lambda t: math.exp(-0.5 * t * t),
+    lambda y: math.sqrt(-2.0 * math.log(y)),
+)
+_EXP_R = 7.69711747013104972
+_EXP_X, _EXP_F = _ziggurat(
+    _EXP_R, 0.0039496598225815571993, lambda t: math.exp(-t), lambda y: -math.log(y)
+)
 
 
 @njit(cache=True, inline="always")
-def _uniform(state: np.uint64) -> tuple[np.uint64, float]:
-    """One SplitMix64 step: the new state and a uniform double in the open interval (0, 1)."""
+def _bits(state: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """One SplitMix64 step: the new state and 64 random bits."""
     state = state + _GOLDEN
     z = state
     z = (z ^ (z >> _S30)) * _MIX1
     z = (z ^ (z >> _S27)) * _MIX2
-    z = z ^ (z >> _S31)
-    return state, (float(z >> _S11) + 0.5) * _TWO_M53
+    return state, z ^ (z >> _S31)
 
 
 @njit(cache=True, inline="always")
-def _normal_pair(state: np.uint64) -> tuple[np.uint64, float, float]:
-    """Two independent standard normal variates (Marsaglia's polar method)."""
+def _uniform(state: np.uint64) -> tuple[np.uint64, float]:
+    """A uniform double in the open interval (0, 1)."""
+    state, z = _bits(state)
+    return state, (float(np.int64(z >> _S11)) + 0.5) * _TWO_M53
+
+
+@njit(cache=True, inline="always")
+def _normal(state: np.uint64) -> tuple[np.uint64, float]:
+    """A standard normal variate (ziggurat; the low 8 bits pick the layer, the top 53 the value)."""
     while True:
-        state, u = _uniform(state)
-        state, v = _uniform(state)
-        u = 2.0 * u - 1.0
-        v = 2.0 * v - 1.0
-        s = u * u + v * v
-        if 0.0 < s < 1.0:
-            f = math.sqrt(-2.0 * math.log(s) / s)
-            return state, u * f, v * f
+        state, z = _bits(state)
+        i = np.int64(z & _LOW8)
+        u = float(np.int64(z) >> np.int64(11)) * (2.0 * _TWO_M53)  # signed, in [-1, 1)
+        x = u * _NORMAL_X[i]
+        if abs(x) < _NORMAL_X[i + 1]:
+            return state, x
+        if i == 0:  # the tail beyond r (Marsaglia's method)
+            while True:
+                state, u1 = _uniform(state)
+                state, u2 = _uniform(state)
+                t = -math.log(u1) / _NORMAL_R
+                if -2.0 * math.log(u2) >= t * t:
+                    return state, (_NORMAL_R + t) if u > 0.0 else -(_NORMAL_R + t)
+        state, u2 = _uniform(state)
+        f_lo = _NORMAL_F[i]
+        if f_lo + u2 * (_NORMAL_F[i + 1] - f_lo) < math.exp(-0.5 * x * x):
+            return state, x
+
+
+@njit(cache=True, inline="always")
+def _exponential(state: np.uint64) -> tuple[np.uint64, float]:
+    """A standard exponential variate (ziggurat; the tail beyond r is r + a fresh variate)."""
+    shift = 0.0
+    while True:
+        state, z = _bits(state)
+        i = np.int64(z & _LOW8)
+        x = float(np.int64(z >> _S11)) * _TWO_M53 * _EXP_X[i]
+        if x < _EXP_X[i + 1]:
+            return state, shift + x
+        if i == 0:
+            shift += _EXP_R
+            continue
+        state, u2 = _uniform(state)
+        f_lo = _EXP_F[i]
+        if f_lo + u2 * (_EXP_F[i + 1] - f_lo) < math.exp(-x):
+            return state, shift + x
 
 
 @njit(cache=True, parallel=True)
@@ -75,27 +137,20 @@ def sum_of_gamma_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: n
     n = out.size
     per_element = k.size > 1
     log_terms = math.log(num_terms)
+    inv_i = 1.0 / np.arange(1, num_terms + 1)
     for b in prange(seeds.size):
         state = seeds[b]
-        have_spare = False
-        spare = 0.0
-        stop = min(n, (b + 1) * BLOCK)
-        for e in range(b * BLOCK, stop):
+        for e in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             ke = k[e] if per_element else k[0]
             shape = 1.0 / ke
             boost = shape < 1.0
             d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
             c = 1.0 / math.sqrt(9.0 * d)
             acc = 0.0
-            for i in range(1, num_terms + 1):
-                # Marsaglia-Tsang: Gamma(d + 1/3, 1) as d * v ** 3 with v = 1 + c * x, x ~ N(0, 1).
+            for i in range(num_terms):
+                # Marsaglia-Tsang: Gamma(d + 1/3, 1) = d * v with v = (1 + c * x) ** 3, x ~ N(0, 1).
                 while True:
-                    if have_spare:
-                        x = spare
-                        have_spare = False
-                    else:
-                        state, x, spare = _normal_pair(state)
-                        have_spare = True
+                    state, x = _normal(state)
                     v = 1.0 + c * x
                     if v <= 0.0:
                         continue
@@ -108,7 +163,7 @@ def sum_of_gamma_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: n
                         break
                 g = d * v
                 if boost:
-                    state, u = _uniform(state)
-                    g *= math.exp(math.log(u) * ke)
-                acc += g / i
+                    state, t = _exponential(state)
+                    g *= math.exp(-t * ke)
+                acc += g * inv_i[i]
             out[e] = acc - log_terms / ke
