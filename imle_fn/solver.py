@@ -129,16 +129,24 @@ def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
 # handles. Handles are kept for the life of the process (a solver is small and long-lived).
 _REGISTRY: dict[int, Solver] = {}
 _WRAPPED: dict[tuple[int, int], FunctionSolver] = {}
-_HANDLES: dict[int, int] = {}
+_HANDLES: dict[object, int] = {}
 _LOCK = threading.Lock()
 
 
 def solver_handle(solver: Solver) -> int:
-    """Return a stable integer handle for ``solver`` (registering it on first use)."""
-    key = id(solver)
+    """Return a stable integer handle for ``solver`` (registering it on first use).
+
+    Hashable solvers are keyed by value, so ``GridShortestPath()`` created afresh in every training
+    step reuses one handle; unhashable ones are keyed by identity and kept alive.
+    """
+    try:
+        key: object = ("value", type(solver), solver)
+        hash(key)
+    except TypeError:
+        key = ("id", id(solver))
     with _LOCK:
         handle = _HANDLES.get(key)
-        if handle is None or _REGISTRY.get(handle) is not solver:
+        if handle is None:
             handle = len(_REGISTRY)
             _REGISTRY[handle] = solver
             _HANDLES[key] = handle
