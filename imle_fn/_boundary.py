@@ -8,8 +8,6 @@ and output (shape, finite values) and never lets the solver write into ``theta``
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -21,31 +19,34 @@ __all__ = ["call_solver"]
 _NUMPY_SAFE = {torch.float32, torch.float64}
 
 
-def _first_bad_instance(mask: torch.Tensor) -> int:
-    """Index of the first instance (dim 0) where ``mask`` has a True entry."""
-    per_instance = mask.reshape(mask.shape[0], -1).any(dim=1)
-    return int(torch.nonzero(per_instance)[0, 0])
+def _first_bad(mask: np.ndarray | torch.Tensor) -> int | None:
+    """Index of the first instance (dim 0) of ``mask: [N, ...]`` with a True entry, else None."""
+    if isinstance(mask, torch.Tensor):
+        per_instance_t = mask.reshape(mask.shape[0], -1).any(dim=1)
+        return int(per_instance_t.int().argmax()) if bool(per_instance_t.any()) else None
+    per_instance = mask.reshape(mask.shape[0], -1).any(axis=1)
+    return int(per_instance.argmax()) if per_instance.any() else None
 
 
-def _check_input(flat: torch.Tensor, context: str) -> None:
-    nan = torch.isnan(flat)
-    if bool(nan.any()):
-        i = _first_bad_instance(nan)
-        raise ValueError(f"{context}: contains NaN at instance {i} (of {flat.shape[0]})")
+def _check_input(flat: np.ndarray | torch.Tensor, context: str) -> None:
+    bad = _first_bad(flat != flat)  # type: ignore[arg-type]  # NaN is the only value != itself
+    if bad is not None:
+        raise ValueError(f"{context}: contains NaN at instance {bad} (of {flat.shape[0]})")
 
 
-def _check_output(z: torch.Tensor, expected: torch.Size, solver: Solver) -> None:
+def _check_output(z: np.ndarray | torch.Tensor, expected: tuple[int, ...], solver: Solver) -> None:
     name = getattr(solver, "__name__", type(solver).__name__)
-    if z.shape != expected:
+    if tuple(z.shape) != expected:
         raise ValueError(
-            f"solver: {name} returned shape {tuple(z.shape)} for input of shape {tuple(expected)};"
+            f"solver: {name} returned shape {tuple(z.shape)} for input of shape {expected};"
             " a MAP solver must return one state per instance, shaped like its scores"
         )
-    if z.is_floating_point() or z.is_complex():
-        bad = ~torch.isfinite(z)
-        if bool(bad.any()):
-            i = _first_bad_instance(bad)
-            raise ValueError(f"solver: {name} returned non-finite values at instance {i}")
+    if isinstance(z, torch.Tensor):
+        bad = _first_bad(~torch.isfinite(z)) if z.is_floating_point() else None
+    else:
+        bad = _first_bad(~np.isfinite(z)) if z.dtype.kind in "fc" else None
+    if bad is not None:
+        raise ValueError(f"solver: {name} returned non-finite values at instance {bad}")
 
 
 def _to_numpy(flat: torch.Tensor) -> np.ndarray:
@@ -58,10 +59,9 @@ def _to_numpy(flat: torch.Tensor) -> np.ndarray:
     return array
 
 
-def _from_numpy(out: Any, like: torch.Tensor, shared: np.ndarray) -> torch.Tensor:
-    array = np.asarray(out)
+def _from_numpy(array: np.ndarray, shared: np.ndarray) -> torch.Tensor:
     if array.dtype == object:
-        raise TypeError(f"solver: returned an array of Python objects ({type(out).__name__})")
+        raise TypeError("solver: returned an array of Python objects")
     if not array.flags.writeable or np.shares_memory(array, shared):
         array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array))
@@ -94,15 +94,20 @@ def call_solver(
     flat = theta.detach().reshape(-1, *event)  # [N, *event]
     if flat.shape[0] == 0:
         return torch.zeros_like(theta)
-    _check_input(flat, context)
+    # NumPy solvers are checked on the host copy (one single-threaded pass, no torch thread-pool
+    # wake-ups between the solver's parallel regions); torch solvers on their own device.
     if solver.backend == "numpy":
         array = _to_numpy(flat)
-        z = _from_numpy(solver(array), theta, array)
+        _check_input(array, context)
+        out = np.asarray(solver(array))
+        _check_output(out, tuple(flat.shape), solver)
+        z = _from_numpy(out, array)
     else:
+        _check_input(flat, context)
         z = solver(flat)
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"solver: a torch-backend solver must return a tensor, got {type(z)}")
-    _check_output(z, flat.shape, solver)
+        _check_output(z, tuple(flat.shape), solver)
     z = z.to(device=theta.device, dtype=theta.dtype)
     if z.data_ptr() == theta.data_ptr() and z.numel() > 0:
         z = z.clone()  # custom ops must not return an alias of their input
