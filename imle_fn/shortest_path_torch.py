@@ -1,0 +1,227 @@
+"""Grid shortest paths in pure torch, on the costs' own device (the twin of the Numba solver).
+
+Same problem, conventions and policies as `imle_fn.shortest_path.shortest_path` (vertex costs, both
+ends counted, 4- or 8-neighbourhood, ``+inf`` walls, NaN / ``-inf`` / unreachable targets refused,
+negative costs refused or clamped at zero), solved with tensor ops only, so GPU training need not
+round-trip to the host:
+
+1. Distances by batched min-plus relaxation to a fixed point (Bellman-Ford in Jacobi sweeps):
+   ``dist <- min(dist, min_{u in N(v)} dist[u] + costs[v])``, where the neighbourhood minimum is a
+   3x3 (8-neighbourhood) or cross-shaped (4) max-pool of ``-dist``. Iterations run in blocks of
+   `CHECK_EVERY` between convergence checks; the number of sweeps is about the number of cells on
+   the longest shortest path, so this suits GPUs (one launch per sweep for the whole batch) far more
+   than CPUs (use the Numba solver there).
+2. Predecessors: ``pred[v]`` = the neighbour minimising ``(dist[u], hops[u], row-major index of u)``
+   where ``hops`` is the sweep at which ``dist[u]`` became final (the fewest steps of a minimum-cost
+   path). Ties are thus broken towards paths with fewer cells, then smaller cell indices: the same
+   optimal cost as the Numba solver (both accumulate in float64) but, among equal-cost paths,
+   not necessarily the same path.
+3. The path by pointer doubling on ``pred`` (``ceil(log2(H*W))`` gather/scatter rounds from the
+   target), with no data-dependent loop.
+
+Distances are accumulated in float64 (float32 on devices without float64, such as MPS).
+
+Transforms: the solver is the custom op ``imle_fn::grid_shortest_path`` with a vmap rule that folds
+the vmapped dim into the batch and a fake kernel, so `torch.func.vmap` (vmap == loop), nesting and
+`torch.compile(fullgraph=True)` work; the op is not differentiable (use it inside `imle_fn.imle`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from imle_fn.shortest_path import (
+    GridShortestPath,
+    Negative,
+    _check_options,
+    _resolve_cell,
+    check_grid,
+    raise_for_status,
+)
+from imle_fn.solver import Backend
+
+__all__ = ["CHECK_EVERY", "TorchGridShortestPath", "shortest_path_torch"]
+
+CHECK_EVERY = 8  # relaxation sweeps between two convergence checks (each check syncs the device)
+
+# Status codes, as in imle_fn._dijkstra (the shared error messages are keyed on them).
+_NAN, _NEG_INF, _NEGATIVE, _UNREACHABLE = 1, 2, 3, 4
+
+
+def shortest_path_torch(
+    costs: torch.Tensor,
+    *,
+    neighbourhood: int = 8,
+    source: tuple[int, int] = (0, 0),
+    target: tuple[int, int] = (-1, -1),
+    negative: Negative = "raise",
+) -> torch.Tensor:
+    """Indicator of one minimum-cost path on each grid, computed with torch ops on ``costs.device``.
+
+    Args:
+        costs: ``[*batch, H, W]`` vertex costs, a real-dtype tensor on any device. Not modified.
+        neighbourhood: 4 or 8.
+        source: ``(row, col)`` of the first cell (negative indices count from the end).
+        target: ``(row, col)`` of the last cell.
+        negative: ``"raise"`` or ``"clamp"`` (solve for ``max(costs, 0)``).
+
+    Returns:
+        ``[*batch, H, W]`` 0/1 path indicator with the dtype and device of ``costs``; no gradient.
+
+    Raises:
+        TypeError, ValueError: as `imle_fn.shortest_path.shortest_path`.
+    """
+    if not isinstance(costs, torch.Tensor):
+        raise TypeError(f"costs: expected a torch.Tensor, got {type(costs).__name__}")
+    _check_options(neighbourhood, negative)
+    H, W = check_grid(costs, "costs")
+    src = _resolve_cell(source, H, W, "source")
+    tgt = _resolve_cell(target, H, W, "target")
+    return torch.ops.imle_fn.grid_shortest_path(
+        costs.detach(), neighbourhood, list(src), list(tgt), negative == "clamp"
+    )
+
+
+@dataclass(frozen=True)
+class TorchGridShortestPath(GridShortestPath):
+    """`imle_fn.shortest_path.GridShortestPath` with ``backend="torch"``: scores stay on their device.
+
+    Same as ``GridShortestPath(backend="torch")``: maximises ``<theta, z>`` by solving costs
+    ``-theta``, negative costs clamped at zero by default.
+    """
+
+    backend: Backend = "torch"
+
+
+@torch.library.custom_op("imle_fn::grid_shortest_path", mutates_args=())
+def _grid_shortest_path(
+    costs: torch.Tensor, neighbourhood: int, source: list[int], target: list[int], clamp: bool
+) -> torch.Tensor:
+    shape = costs.shape
+    H, W = shape[-2], shape[-1]
+    flat = costs.reshape(-1, H, W)  # [B, H, W]
+    if flat.shape[0] == 0:
+        return torch.zeros_like(costs)
+    acc = torch.float32 if costs.device.type == "mps" else torch.float64
+    c = flat.to(acc)
+    status = torch.zeros(flat.shape[0], dtype=torch.int64, device=c.device)
+    negative = c < 0
+    if not clamp:
+        status = torch.where(negative.flatten(1).any(1), _NEGATIVE, status)
+    status = torch.where((c == -math.inf).flatten(1).any(1), _NEG_INF, status)
+    status = torch.where(torch.isnan(c).flatten(1).any(1), _NAN, status)
+    c = torch.where(negative, 0.0, c) if clamp else c
+    c = torch.where(torch.isnan(c) | (c == -math.inf), math.inf, c)  # bad instances: any values
+    sr, sc = source
+    tr, tc = target
+    dist, hops = _distances(c, neighbourhood, sr * W + sc)
+    reached = torch.isfinite(dist[:, tr, tc])
+    status = torch.where((status == 0) & ~reached, _UNREACHABLE, status)
+    raise_for_status(status.cpu().numpy(), tuple(shape[:-2]), "costs")
+    path = _extract(dist, hops, neighbourhood, sr * W + sc, tr * W + tc)
+    return path.reshape(shape).to(costs.dtype)
+
+
+@_grid_shortest_path.register_fake
+def _grid_shortest_path_fake(
+    costs: torch.Tensor, neighbourhood: int, source: list[int], target: list[int], clamp: bool
+) -> torch.Tensor:
+    return torch.empty_like(costs)
+
+
+@_grid_shortest_path.register_vmap
+def _grid_shortest_path_vmap(
+    info: Any,
+    in_dims: tuple[int | None, ...],
+    costs: torch.Tensor,
+    neighbourhood: int,
+    source: list[int],
+    target: list[int],
+    clamp: bool,
+) -> tuple[torch.Tensor, int | None]:
+    bdim = in_dims[0]
+    if bdim is not None:
+        costs = costs.movedim(bdim, 0)  # [V, *batch, H, W]: the vmapped dim joins the batch
+    out = torch.ops.imle_fn.grid_shortest_path(costs, neighbourhood, source, target, clamp)
+    return out, None if bdim is None else 0
+
+
+def _neighbour_min(dist: torch.Tensor, neighbourhood: int) -> torch.Tensor:
+    """``[B, H, W]`` -> min of ``dist`` over each cell's neighbourhood, the cell itself included."""
+    neg = -dist.unsqueeze(1)  # [B, 1, H, W]; max-pool pads with -inf, i.e. +inf distance
+    if neighbourhood == 8:
+        return -F.max_pool2d(neg, 3, stride=1, padding=1).squeeze(1)
+    rows = F.max_pool2d(neg, (1, 3), stride=1, padding=(0, 1))
+    cols = F.max_pool2d(neg, (3, 1), stride=1, padding=(1, 0))
+    return -torch.maximum(rows, cols).squeeze(1)
+
+
+def _distances(c: torch.Tensor, neighbourhood: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Path costs from flat cell ``s`` and the sweep at which each one became final.
+
+    Args:
+        c: ``[B, H, W]`` costs >= 0 (walls +inf).
+        neighbourhood: 4 or 8.
+        s: flat index of the source cell.
+
+    Returns:
+        ``dist: [B, H, W]`` minimum path costs (+inf where unreachable) and ``hops: [B, H, W]``
+        int64, the sweep of the last decrease of ``dist`` (0 at the source): the fewest cells,
+        minus one, of a minimum-cost path to each cell.
+    """
+    B, H, W = c.shape
+    start = torch.full_like(c, math.inf).flatten(1)  # [B, H*W]
+    start[:, s] = c.flatten(1)[:, s]
+    dist = start.view(B, H, W)
+    hops = torch.zeros(B, H, W, dtype=torch.int64, device=c.device)
+    sweep = 0
+    for _ in range(H * W // CHECK_EVERY + 2):  # a fixed point is reached within H*W sweeps
+        previous = dist
+        for _ in range(CHECK_EVERY):
+            sweep += 1
+            relaxed = torch.minimum(dist, _neighbour_min(dist, neighbourhood) + c)
+            hops = torch.where(relaxed < dist, sweep, hops)
+            dist = relaxed
+        if torch.equal(dist, previous):
+            break
+    return dist, hops
+
+
+def _extract(
+    dist: torch.Tensor, hops: torch.Tensor, neighbourhood: int, s: int, t: int
+) -> torch.Tensor:
+    """``[B, H, W]`` distances and hops -> ``[B, H*W]`` indicator of the predecessor chain t -> s.
+
+    ``pred[v]`` is the neighbour ``u`` minimising ``(dist[u], hops[u], row-major index of u)``. Along
+    the chain ``(dist, hops)`` decreases strictly (a zero-cost step keeps ``dist`` but its best
+    neighbour has fewer hops), so the chain is a simple path that ends at the source, and each step
+    satisfies ``dist[v] = dist[u] + costs[v]``: its cost is ``dist[t]``.
+    """
+    B, H, W = dist.shape
+    n = H * W
+    steps = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
+    if neighbourhood == 4:
+        steps = [(dr, dc) for dr, dc in steps if dr == 0 or dc == 0]
+    # Neighbours in increasing row-major offset, so argmin's first-minimum rule prefers the
+    # smaller cell index.
+    pd = F.pad(dist, (1, 1, 1, 1), value=math.inf)  # [B, H+2, W+2]
+    ph = F.pad(hops, (1, 1, 1, 1), value=n + 1)
+    near_d = torch.stack([pd[:, 1 + a : 1 + a + H, 1 + b : 1 + b + W] for a, b in steps])
+    near_h = torch.stack([ph[:, 1 + a : 1 + a + H, 1 + b : 1 + b + W] for a, b in steps])
+    closest = near_d == near_d.amin(dim=0, keepdim=True)  # [S, B, H, W]
+    best = torch.where(closest, near_h, n + 2).argmin(dim=0)  # [B, H, W] index into steps
+    offsets = torch.tensor([a * W + b for a, b in steps], device=dist.device)
+    cell = torch.arange(n, device=dist.device)
+    jump = (cell + offsets[best.flatten(1)]).clamp(0, n - 1)  # [B, H*W] predecessor (flat)
+    jump[:, s] = s  # the source is the chain's fixed point
+    on_path = torch.zeros(B, n, dtype=torch.uint8, device=dist.device)
+    on_path[:, t] = 1
+    for _ in range(max(1, math.ceil(math.log2(n)))):  # after r rounds: pred^j(t) for j < 2**r
+        on_path = on_path.scatter_reduce(1, jump, on_path, reduce="amax")
+        jump = jump.gather(1, jump)
+    return on_path
