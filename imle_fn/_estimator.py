@@ -13,6 +13,10 @@ custom gradient of the forward, by one of two routes that compute the same thing
 
 Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not supported and raises.
 Noise is data: it never receives a gradient (passing noise that requires grad is an error).
+
+An estimator may also take an optional ``state`` tensor (adaptive I-MLE's ``(beta, ema)``): it is
+saved for the backward, which then calls ``vjp_with_state`` and returns a cotangent for it (AIMLE
+returns additive statistics there, so several uses and vmapped slices sum as they should).
 """
 
 from __future__ import annotations
@@ -86,6 +90,19 @@ class Estimator(ABC):
     ) -> torch.Tensor:
         """Return the estimated gradient with respect to ``theta`` (shaped like ``theta``)."""
 
+    def vjp_with_state(
+        self,
+        dout: torch.Tensor,
+        theta: torch.Tensor,
+        noise: torch.Tensor | None,
+        out: torch.Tensor,
+        residual: torch.Tensor,
+        state: torch.Tensor,
+        solve: Solve,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VJP when a ``state`` tensor was passed: ``(dtheta, dstate)``."""
+        raise TypeError(f"estimator {self.name!r} takes no state tensor")
+
     def out_dims(self, num_sample_dims: int) -> tuple[int | None, int | None]:
         """Where a vmapped dim lands in ``(out, residual)`` when the op is batched."""
         return num_sample_dims, None
@@ -112,23 +129,39 @@ class _Estimate(torch.autograd.Function):
         estimator: Estimator,
         handle: int,
         event_ndim: int,
+        state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return estimator.forward(theta, noise, Solve(handle, event_ndim))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        theta, noise, estimator, handle, event_ndim = inputs
+        theta, noise, estimator, handle, event_ndim, state = inputs
         out, residual = output
         ctx.mark_non_differentiable(residual)
-        ctx.save_for_backward(theta, noise, out, residual)
+        ctx.save_for_backward(theta, noise, out, residual, state)
         ctx.estimator = estimator
         ctx.solve = Solve(handle, event_ndim)
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
-        theta, noise, out, residual = ctx.saved_tensors
-        dtheta = ctx.estimator.vjp(dout, theta, noise, out, residual, ctx.solve)
-        return dtheta, None, None, None, None
+        theta, noise, out, residual, state = ctx.saved_tensors
+        dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+        return dtheta, None, None, None, None, dstate
+
+
+def _vjp(
+    estimator: Estimator,
+    dout: torch.Tensor,
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    out: torch.Tensor,
+    residual: torch.Tensor,
+    state: torch.Tensor | None,
+    solve: Solve,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if state is None:
+        return estimator.vjp(dout, theta, noise, out, residual, solve), None
+    return estimator.vjp_with_state(dout, theta, noise, out, residual, state, solve)
 
 
 @torch.library.custom_op("imle_fn::estimate", mutates_args=())
@@ -139,6 +172,7 @@ def _estimate_op(
     params: list[float],
     handle: int,
     event_ndim: int,
+    state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     estimator = _REGISTRY[name].from_params(params)
     out, residual = estimator.forward(theta, noise, Solve(handle, event_ndim))
@@ -153,6 +187,7 @@ def _estimate_fake(
     params: list[float],
     handle: int,
     event_ndim: int,
+    state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # The forward is torch ops plus the map_solve op, whose fake is empty_like: run it on fakes.
     out, residual = (
@@ -162,17 +197,17 @@ def _estimate_fake(
 
 
 def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    theta, noise, name, params, handle, event_ndim = inputs
+    theta, noise, name, params, handle, event_ndim, state = inputs
     out, residual = output
-    ctx.save_for_backward(theta, noise, out, residual)
+    ctx.save_for_backward(theta, noise, out, residual, state)
     ctx.estimator = _REGISTRY[name].from_params(params)
     ctx.solve = Solve(handle, event_ndim)
 
 
 def _estimate_backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
-    theta, noise, out, residual = ctx.saved_tensors
-    dtheta = ctx.estimator.vjp(dout, theta, noise, out, residual, ctx.solve)
-    return dtheta, None, None, None, None, None
+    theta, noise, out, residual, state = ctx.saved_tensors
+    dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+    return dtheta, None, None, None, None, None, dstate
 
 
 _estimate_op.register_autograd(_estimate_backward, setup_context=_estimate_setup_context)
@@ -188,8 +223,14 @@ def _estimate_vmap(
     params: list[float],
     handle: int,
     event_ndim: int,
+    state: torch.Tensor | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int | None, int | None]]:
     theta_dim, noise_dim = in_dims[0], in_dims[1]
+    if len(in_dims) > 6 and in_dims[6] is not None:
+        raise NotImplementedError(
+            "state: a vmapped (per-slice) estimator state is not supported under torch.compile;"
+            " pass one state shared by all slices, or run eagerly"
+        )
     size = info.batch_size
     # Logical (per-slice) shapes decide the sample dims, exactly as in the unbatched call.
     theta_l = theta.ndim - (theta_dim is not None)
@@ -206,7 +247,9 @@ def _estimate_vmap(
         for _ in range(theta_l - noise_l):  # left-pad so the trailing dims still line up
             noise = noise.unsqueeze(1)
         noise = noise.movedim(0, ns)  # [*sample, V, *rest]
-    out, residual = torch.ops.imle_fn.estimate(theta, noise, name, params, handle, event_ndim)
+    out, residual = torch.ops.imle_fn.estimate(
+        theta, noise, name, params, handle, event_ndim, state
+    )
     return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
 
 
@@ -241,16 +284,21 @@ def estimate(
     noise: torch.Tensor | None,
     solver: Any,
     event_ndim: int | None = None,
+    state: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run ``estimator``'s forward with its VJP attached as the custom gradient."""
+    """Run ``estimator``'s forward with its VJP attached as the custom gradient.
+
+    ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
+    becomes the state's gradient.
+    """
     _check_inputs(theta, noise)
     if noise is not None and noise.device != theta.device:
         raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
     handle, event_ndim = solver_key(solver, event_ndim)
     if torch.compiler.is_compiling():
         out, _ = torch.ops.imle_fn.estimate(
-            theta, noise, estimator.name, estimator.params(), handle, event_ndim
+            theta, noise, estimator.name, estimator.params(), handle, event_ndim, state
         )
     else:
-        out, _ = _Estimate.apply(theta, noise, estimator, handle, event_ndim)
+        out, _ = _Estimate.apply(theta, noise, estimator, handle, event_ndim, state)
     return out

@@ -1,0 +1,58 @@
+"""The perturbed Fenchel-Young loss (Berthet et al., NeurIPS 2020) for a target state ``y``.
+
+``loss(theta; y) = mean_s <theta + sigma * eps_s, z_s - y>`` with ``z_s = MAP(theta + sigma * eps_s)``.
+
+Each term is ``max_z <theta_s', z> - <theta_s', y> >= 0`` (``theta_s' = theta + sigma * eps_s``) when
+``y`` is a feasible state, and 0 exactly when ``y`` is a MAP state of every perturbed score. Its
+expectation is the Fenchel-Young loss ``F_sigma(theta) + sigma * Omega(y) - <theta, y>`` up to a term
+that does not depend on ``theta``. By Danskin's theorem its gradient is ``mean_s z_s - y``, the
+estimate of ``E[MAP(theta + sigma * eps)] - y``: plain autograd through the linear term gives exactly
+that (the solver output is a constant), so the loss composes with every `torch.func` transform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from imle_fn.estimators._checks import check_nonnegative
+from imle_fn.map_solve import map_solve, solver_key
+
+__all__ = ["fenchel_young_loss"]
+
+
+def fenchel_young_loss(
+    theta: torch.Tensor,
+    y: torch.Tensor,
+    noise: torch.Tensor | None,
+    solver: Any,
+    *,
+    sigma: float = 1.0,
+    event_ndim: int | None = None,
+) -> torch.Tensor:
+    """Per-instance perturbed Fenchel-Young loss (see the module docstring).
+
+    Args:
+        theta: ``[*batch, *event]`` scores (maximised).
+        y: ``[*batch, *event]`` (or broadcastable) target states, e.g. 0/1 ground-truth solutions.
+        noise: ``[S, *batch, *event]`` (or ``[*batch, *event]``, one sample) noise of any law, or None
+            (then the loss is ``<theta, MAP(theta) - y>``, gradient ``MAP(theta) - y``).
+        solver: any `imle_fn.Solver`.
+        sigma: noise scale (>= 0).
+        event_ndim: trailing dims of one instance; defaults to ``solver.event_ndim``.
+
+    Returns:
+        ``[*batch]`` losses; ``grad_theta loss.sum() = mean_s z_s - y``.
+    """
+    sigma = check_nonnegative("sigma", sigma)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    _, event_ndim = solver_key(solver, event_ndim)
+    ns = 0 if noise is None else max(noise.ndim - theta.ndim, 0)
+    if noise is not None and noise.requires_grad:
+        raise ValueError("noise: must not require grad (noise is data)")
+    shifted = theta if noise is None else theta + sigma * noise  # [*sample, *theta.shape]
+    z = map_solve(shifted, solver, event_ndim=event_ndim)
+    per_sample = (shifted * (z - y)).sum(dim=tuple(range(-event_ndim, 0)))  # [*sample, *batch]
+    return per_sample.mean(dim=tuple(range(ns))) if ns else per_sample
