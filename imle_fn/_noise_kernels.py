@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["BLOCK", "sum_of_gamma_kernel"]
+__all__ = ["BLOCK", "sum_of_gamma_blocks", "sum_of_gamma_parallel"]
 
 BLOCK = 64
 """Output elements per seed; part of the sampler's definition (changing it changes the samples)."""
@@ -119,26 +119,35 @@ def _exponential(state: np.uint64) -> tuple[np.uint64, float]:
             return state, shift + x
 
 
-@njit(cache=True, parallel=True)
-def sum_of_gamma_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: np.ndarray) -> None:
-    """Fill ``out`` with Sum-of-Gamma noise, ``sum_i G_i / i - log(num_terms) / k``.
+@njit(cache=True, nogil=True)
+def sum_of_gamma_blocks(
+    k: np.ndarray,
+    seeds: np.ndarray,
+    inv_i: np.ndarray,
+    out: np.ndarray,
+    first: int,
+    last: int,
+) -> None:
+    """Fill blocks ``first .. last - 1`` of ``out`` with Sum-of-Gamma noise (serially).
 
-    ``G_i ~ Gamma(1 / k, 1)`` independently for ``i = 1 .. num_terms``; this equals the paper's
-    ``(sum_i Gamma(1/k, rate=i/k) - log(num_terms)) / k`` because ``Gamma(1/k, rate=i/k)`` is
-    ``(k / i) * Gamma(1/k, 1)``.
+    Each output is ``sum_i G_i / i - log(s) / k`` with ``G_i ~ Gamma(1 / k, 1)`` independently for
+    ``i = 1 .. s``; this equals the paper's ``(sum_i Gamma(1/k, rate=i/k) - log s) / k`` because
+    ``Gamma(1/k, rate=i/k)`` is ``(k / i) * Gamma(1/k, 1)``. Block ``b`` holds the outputs
+    ``b * BLOCK .. (b + 1) * BLOCK - 1`` and draws from the stream seeded with ``seeds[b]``.
 
     Args:
         k: float64 array of shape (n,) (one k per output element) or (1,) (one k for all); every
             entry finite and positive (checked by the caller).
-        seeds: uint64 array of shape (ceil(n / BLOCK),), one seed per block of outputs.
-        num_terms: number of Gamma terms, >= 1.
+        seeds: uint64 array of shape (ceil(n / BLOCK),), one seed per block.
+        inv_i: float64 array of shape (s,), ``1 / i`` for ``i = 1 .. s``.
         out: float64 array of shape (n,), written in place.
+        first, last: the range of blocks to fill.
     """
     n = out.size
+    num_terms = inv_i.size
     per_element = k.size > 1
     log_terms = math.log(num_terms)
-    inv_i = 1.0 / np.arange(1, num_terms + 1)
-    for b in prange(seeds.size):
+    for b in range(first, last):
         state = seeds[b]
         for e in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             ke = k[e] if per_element else k[0]
@@ -167,3 +176,12 @@ def sum_of_gamma_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: n
                     g *= math.exp(-t * ke)
                 acc += g * inv_i[i]
             out[e] = acc - log_terms / ke
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def sum_of_gamma_parallel(
+    k: np.ndarray, seeds: np.ndarray, inv_i: np.ndarray, out: np.ndarray
+) -> None:
+    """`sum_of_gamma_blocks` over all blocks, the blocks spread over Numba's threads."""
+    for b in prange(seeds.size):
+        sum_of_gamma_blocks(k, seeds, inv_i, out, b, b + 1)

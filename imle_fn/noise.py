@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from imle_fn import _noise_kernels
+from imle_fn import _dijkstra, _noise_kernels  # _dijkstra: the shared threading-layer policy
 
 __all__ = ["gumbel", "sum_of_gamma"]
 
@@ -79,8 +79,8 @@ def sum_of_gamma(
     if n > 0:
         num_blocks = -(-n // _noise_kernels.BLOCK)
         seeds = _draw_seeds(num_blocks, generator)
-        _noise_kernels.sum_of_gamma_kernel(k_array, seeds, num_terms, out)
-    return torch.from_numpy(out).reshape(size).to(dtype=dtype, device=device)
+        _run_kernel(k_array, seeds, num_terms, out)
+    return _to_tensor(out, size, dtype, device)
 
 
 def gumbel(
@@ -114,8 +114,36 @@ def gumbel(
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(size, generator=generator, dtype=torch.float64, device=gen_device)
     # torch.rand is on the grid m * 2**-53, m in [0, 2**53); the half-step shift makes it open.
-    u = u + 2.0**-54
-    return (-torch.log(-torch.log(u))).to(dtype=dtype, device=device)
+    # The logs run in NumPy: single-threaded, so they never wait on torch's intra-op thread pool.
+    u_np = u.cpu().numpy().reshape(-1) + 2.0**-54
+    return _to_tensor(-np.log(-np.log(u_np)), size, dtype, device)
+
+
+def _to_tensor(
+    flat: np.ndarray, size: torch.Size, dtype: torch.dtype, device: torch.device | str | None
+) -> torch.Tensor:
+    """float64 array of shape (size.numel(),) -> ``[*size]`` tensor of ``dtype`` on ``device``."""
+    if dtype == torch.float32:
+        flat = flat.astype(np.float32)  # the same round-to-nearest as torch's cast
+    tensor = torch.from_numpy(flat).reshape(size)
+    return tensor.to(dtype=dtype, device=device)
+
+
+def _run_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: np.ndarray) -> None:
+    """Run the Sum-of-Gamma kernel, in parallel where the Numba threading layer allows it.
+
+    Follows the solver's threading-layer policy (`imle_fn._dijkstra`): serial in a child forked
+    after OpenMP was launched, one parallel call at a time under the workqueue layer. The blocks
+    and their seeds are the same either way, so the samples are too.
+    """
+    inv_i = 1.0 / np.arange(1, num_terms + 1, dtype=np.float64)
+    if seeds.size < 2 or not _dijkstra._parallel_is_safe():
+        _noise_kernels.sum_of_gamma_blocks(k, seeds, inv_i, out, 0, seeds.size)
+    elif _dijkstra._running_layer() == "workqueue":
+        with _dijkstra._WORKQUEUE_LOCK:
+            _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, out)
+    else:
+        _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, out)
 
 
 def _draw_seeds(num_blocks: int, generator: torch.Generator | None) -> np.ndarray:

@@ -8,6 +8,9 @@ while a wrong formula (a missing 1/k, 1/i or log term) fails by many standard er
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -242,3 +245,47 @@ def test_gumbel_bad_arguments() -> None:
         gumbel((2,), generator=np.random.default_rng(0))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^dtype: "):
         gumbel((2,), dtype=torch.int32)
+
+
+def test_serial_and_parallel_kernels_agree() -> None:
+    from imle_fn import _noise_kernels
+
+    n = 1000
+    k = np.linspace(0.5, 30.0, n)
+    seeds = np.arange(1, -(-n // _noise_kernels.BLOCK) + 1, dtype=np.uint64) * np.uint64(7919)
+    inv_i = 1.0 / np.arange(1, 31, dtype=np.float64)
+    serial, parallel = np.empty(n), np.empty(n)
+    _noise_kernels.sum_of_gamma_blocks(k, seeds, inv_i, serial, 0, seeds.size)
+    _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, parallel)
+    assert np.array_equal(serial, parallel)
+    assert np.isfinite(serial).all()
+
+
+FORK_SCRIPT = """
+import os, sys, torch
+from imle_fn.noise import sum_of_gamma
+def draw():
+    return sum_of_gamma((40, 8, 8), k=3.0, num_terms=5, generator=torch.Generator().manual_seed(19))
+expected = draw()  # launches the threading layer in the parent
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if torch.equal(draw(), expected) else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_forked_child_gets_the_same_samples() -> None:
+    """A child forked after the parallel kernel ran (DataLoader workers do this) must not abort.
+
+    Under the OpenMP layer (the fork-unsafe one; runs in a subprocess to choose it) a parallel call
+    in such a child kills it: this test failed before the serial fallback existed. Here the child
+    must finish, with the same samples as its parent.
+    """
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "PYTHONWARNINGS": "ignore"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
