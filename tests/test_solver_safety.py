@@ -134,15 +134,9 @@ _SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and layers tested on Linux")
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
 def test_each_threading_layer_survives_threads_and_fork(layer: str) -> None:
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {
-        **os.environ,
-        "NUMBA_THREADING_LAYER": layer,
-        "NUMBA_NUM_THREADS": "2",
-        "PYTHONPATH": path,
-    }
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer, "NUMBA_NUM_THREADS": "2"}
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
+        [sys.executable, "-c", _SCRIPT, str(ROOT / "imle_fn")],
         env=env,
         capture_output=True,
         text=True,
