@@ -93,7 +93,7 @@ def call_solver(
     event = theta.shape[theta.ndim - event_ndim :]
     flat = theta.detach().reshape(-1, *event)  # [N, *event]
     if flat.shape[0] == 0:
-        return torch.zeros_like(theta)
+        return theta.new_zeros(theta.shape)
     # NumPy solvers are checked on the host copy (one single-threaded pass, no torch thread-pool
     # wake-ups between the solver's parallel regions); torch solvers on their own device.
     if solver.backend == "numpy":
@@ -111,4 +111,4 @@ def call_solver(
     z = z.to(device=theta.device, dtype=theta.dtype)
     if z.data_ptr() == theta.data_ptr() and z.numel() > 0:
         z = z.clone()  # custom ops must not return an alias of their input
-    return z.reshape(theta.shape)  # [*lead, *event]
+    return z.reshape(theta.shape).contiguous()  # [*lead, *event]

@@ -176,7 +176,8 @@ def _estimate_op(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     estimator = _REGISTRY[name].from_params(params)
     out, residual = estimator.forward(theta, noise, Solve(handle, event_ndim))
-    return out.clone() if out is theta else out, residual
+    # Fresh, contiguous outputs: the fake below promises exactly that.
+    return out.contiguous().clone() if out is theta else out.contiguous(), residual.contiguous()
 
 
 @_estimate_op.register_fake
@@ -193,7 +194,7 @@ def _estimate_fake(
     out, residual = (
         _REGISTRY[name].from_params(params).forward(theta, noise, Solve(handle, event_ndim))
     )
-    return torch.empty_like(out), torch.empty_like(residual)
+    return out.new_empty(out.shape), residual.new_empty(residual.shape)
 
 
 def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:

@@ -24,7 +24,7 @@ def _map_solve(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tenso
 
 @_map_solve.register_fake
 def _map_solve_fake(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tensor:
-    return torch.empty_like(theta)
+    return theta.new_empty(theta.shape)  # contiguous, like the real result
 
 
 @_map_solve.register_vmap

@@ -141,3 +141,29 @@ def test_compiled_equals_eager(argmax_solver: CountingArgmax) -> None:
         return vmap(lambda u: map_solve(2 * u, argmax_solver))(t)
 
     assert torch.equal(torch.compile(f, fullgraph=True)(theta), f(theta))
+
+
+def test_opcheck_map_solve(argmax_solver: CountingArgmax) -> None:
+    from imle_fn.map_solve import solver_key
+
+    handle, event_ndim = solver_key(argmax_solver, None)
+    for theta in (torch.randn(3, 4, 5), torch.randn(5, 4, 3).permute(2, 1, 0)):
+        torch.library.opcheck(
+            torch.ops.imle_fn.map_solve.default,
+            (theta, handle, event_ndim),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+        )
+
+
+def test_opcheck_estimate(topk_solver: TorchTopK) -> None:
+    from imle_fn.imle import IMLE
+    from imle_fn.map_solve import solver_key
+
+    handle, event_ndim = solver_key(topk_solver, None)
+    estimator = IMLE(lam=0.5)
+    theta = torch.randn(5, 4, 6).permute(1, 0, 2).requires_grad_()
+    noise = torch.randn(3, 4, 5, 6)
+    torch.library.opcheck(
+        torch.ops.imle_fn.estimate.default,
+        (theta, noise, estimator.name, estimator.params(), handle, event_ndim),
+    )

@@ -1,0 +1,36 @@
+"""The README's code blocks run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_opens_with_a_short_example() -> None:
+    lines = README.read_text().splitlines()
+    assert any(line.startswith("```python") for line in lines[:10])
+    assert len(_python_blocks()[0].strip().splitlines()) <= 12
+
+
+def test_readme_examples_run() -> None:
+    namespace: dict = {}
+    first, torch_func = _python_blocks()[:2]
+    exec(compile(first, "README-example-1", "exec"), namespace)
+    theta = namespace["theta"]
+    assert namespace["paths"].shape == (10, 8, 12, 12)
+    assert theta.grad is not None and theta.grad.abs().sum() > 0
+    exec(compile(torch_func, "README-example-2", "exec"), namespace)
+    per_example = namespace["per_example"]
+    assert per_example.shape == (8, 12, 12)
+    # vmap(grad) of the per-instance loss equals the batched gradient of the summed loss.
+    t = theta.detach().clone().requires_grad_()
+    namespace["step"](t).backward()
+    assert torch.allclose(t.grad, per_example)
