@@ -18,7 +18,7 @@ from imle_fn.warcraft.generator import (
     make_tileset,
     save_maps,
 )
-from imle_fn.warcraft.methods import hamming_loss, make_loss
+from imle_fn.warcraft.methods import METHODS, hamming_loss, make_loss
 from imle_fn.warcraft.model import CostNet, PathResNet18
 from imle_fn.warcraft.train import TrainConfig, evaluate_paths, path_is_valid
 
@@ -135,8 +135,9 @@ def test_hamming_loss_counts_wrong_cells_per_map() -> None:
     assert hamming_loss(z, y).item() == pytest.approx(1.0)  # (0 + 2) / 2
 
 
-def test_imle_loss_sign_convention_learns_the_label_path() -> None:
-    """Descending the I-MLE loss on free costs makes the label the shortest path (costs, not scores)."""
+@pytest.mark.parametrize("method", ["imle", "aimle", "dbb", "fy", "ste"])
+def test_loss_sign_convention_learns_the_label_path(method: str) -> None:
+    """Descending each method's loss on free costs makes the label the shortest path."""
     from imle_fn.shortest_path import shortest_path
     from imle_fn.warcraft.methods import StepTimer
 
@@ -145,14 +146,17 @@ def test_imle_loss_sign_convention_learns_the_label_path() -> None:
     costs = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.5, 2.0, (4, 6, 6))).float())
     assert not torch.equal(torch.from_numpy(shortest_path(costs.detach().numpy())).float(), label)
     timer = StepTimer()
-    loss_fn = make_loss(TrainConfig(method="imle", lam_imle=5.0), timer, torch.Generator())
+    config = TrainConfig(method=method, lam_imle=5.0, lam_dbb=5.0)
+    loss_fn = make_loss(config, timer, torch.Generator().manual_seed(0))
     opt = torch.optim.SGD([costs], lr=1.0)
     for _ in range(60):
         opt.zero_grad()
         loss_fn(costs.abs(), label).backward()
+        loss_fn.after_backward()
         opt.step()
     assert torch.equal(torch.from_numpy(shortest_path(costs.detach().abs().numpy())).float(), label)
-    assert timer.instances == 60 * 2 * 4  # forward and backward solve every map once per step
+    solves_per_step = 2 if method in ("imle", "aimle", "dbb") else 1  # forward (+ target) solve
+    assert timer.instances == 60 * solves_per_step * 4
 
 
 def test_train_config_rejects_bad_values() -> None:
@@ -171,7 +175,7 @@ def test_command_smoke_run(tmp_path: Path) -> None:
     args = parser.parse_args(
         [
             *("--grid", "6", "--train", "14", "--test", "6", "--epochs", "1", "--batch-size", "7"),
-            *("--method", "imle", "aimle", "ste", "baseline", "--no-progress", "--threads", "1"),
+            *("--method", *METHODS, "--no-progress", "--threads", "1"),
             *("--out", str(tmp_path)),
         ]
     )
@@ -182,9 +186,12 @@ def test_command_smoke_run(tmp_path: Path) -> None:
     assert epoch["solver_instances_eval"] == 6
     ste_record = json.loads((tmp_path / "runs" / "k6-ste.json").read_text())
     assert ste_record["epochs"][0]["solver_instances_train"] == 14  # STE: no backward solve
+    fy_record = json.loads((tmp_path / "runs" / "k6-fy.json").read_text())
+    assert fy_record["epochs"][0]["solver_instances_train"] == 14  # FY: one forward solve
+    assert fy_record["epochs"][0]["time_noise"] > 0
     assert 0.0 <= epoch["test_exact"] <= epoch["test_cost_optimal"] <= 1.0
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert [r["method"] for r in rows] == ["aimle", "baseline", "imle", "ste"]
+    assert [r["method"] for r in rows] == sorted(METHODS)
     assert "look-alike" in (tmp_path / "results.md").read_text()
     for name in ("accuracy.png", "data/sample-k6.png", "data/k6-seed0-n14.npz"):
         assert (tmp_path / name).stat().st_size > 0

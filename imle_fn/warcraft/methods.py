@@ -8,6 +8,12 @@ averaged over the batch (summed over cells), as in blackbox-backprop and the I-M
 * ``imle``: I-MLE, MAP-MAP (no noise), lambda ``lam_imle`` (the paper: 50).
 * ``aimle``: adaptive I-MLE (`imle_fn.estimators.aimle`), MAP-MAP, ``beta`` starting at 1 and
   adapted by `aimle_update`'s defaults (target of one non-zero gradient entry per map).
+* ``dbb``: blackbox differentiation (`imle_fn.estimators.dbb`), lambda ``lam_dbb`` (the paper: 20),
+  target costs clamped at 0.
+* ``fy``: the perturbed Fenchel-Young loss (DPO; `imle_fn.estimators.fenchel_young`), Gaussian noise
+  of scale ``sigma_fy`` (the paper: 0.01), ``num_samples`` samples per map, loss averaged over the
+  batch (its gradient is ``mean_s MAP(theta + sigma * eps_s) - y`` per map). The Gaussian noise is
+  drawn here from the run's generator (`imle_fn.noise` has no Gaussian sampler).
 * ``ste``: straight-through (`imle_fn.estimators.ste`), MAP forward, identity backward.
 * ``baseline``: no solver; `PathResNet18` logits against the label path, binary cross-entropy.
 """
@@ -25,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "MethodLoss", "StepTimer", "TimedSolver", "hamming_loss", "make_loss"]
 
-METHODS: tuple[str, ...] = ("imle", "aimle", "ste", "baseline")
+METHODS: tuple[str, ...] = ("imle", "aimle", "dbb", "fy", "ste", "baseline")
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -90,7 +96,6 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
         timer: receives solver and noise times.
         generator: the source of any noise the method draws.
     """
-    del generator  # no method here draws noise yet
     if config.method == "baseline":
         bce = torch.nn.BCEWithLogitsLoss()
         return MethodLoss(lambda logits, paths: bce(logits, paths))
@@ -105,6 +110,25 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
             return hamming_loss(imle(-costs, None, solver, lam=config.lam_imle), paths)
 
         return MethodLoss(imle_loss)
+    if config.method == "dbb":
+        from imle_fn.estimators.dbb import dbb
+
+        def dbb_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            return hamming_loss(dbb(-costs, solver, lam=config.lam_dbb, clamp_costs=True), paths)
+
+        return MethodLoss(dbb_loss)
+    if config.method == "fy":
+        from imle_fn.estimators.fenchel_young import fenchel_young_loss
+
+        def fy_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            start = time.perf_counter()
+            noise = torch.randn((config.num_samples, *costs.shape), generator=generator)
+            timer.noise += time.perf_counter() - start
+            theta = -costs
+            loss = fenchel_young_loss(theta, paths, noise, solver, sigma=config.sigma_fy)
+            return loss.mean()  # [B] -> scalar, averaged over the batch
+
+        return MethodLoss(fy_loss)
     if config.method == "ste":
         from imle_fn.estimators.ste import ste
 

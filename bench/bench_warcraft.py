@@ -1,0 +1,180 @@
+"""Warcraft look-alike: one training step per method, and the reference-solver projection.
+
+1. pytest-benchmark, one training step (batch 70, K = 12: network forward, loss, backward, Adam
+   step) per method, against the same I-MLE step whose solver is a pure-Python heapq Dijkstra in
+   the style of the reference implementation (the baseline, in the same run)::
+
+       python -m pytest bench/bench_warcraft.py --benchmark-only --benchmark-group-by=group
+
+2. The projection: given a results folder written by ``imle-fn bench warcraft``, time the heapq
+   solver per instance on that grid size and print, per method, the measured seconds per epoch
+   next to the seconds per epoch projected with the heapq solver doing the same solves::
+
+       python bench/bench_warcraft.py out/wc12
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from imle_fn.imle import imle
+from imle_fn.warcraft.generator import generate_maps
+from imle_fn.warcraft.methods import (
+    METHODS,
+    MethodLoss,
+    StepTimer,
+    TimedSolver,
+    hamming_loss,
+    make_loss,
+)
+from imle_fn.warcraft.model import CostNet, PathResNet18
+from imle_fn.warcraft.train import TrainConfig
+
+_NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
+
+
+def reference_dijkstra(costs: np.ndarray) -> np.ndarray:
+    """Pure-Python heapq Dijkstra as the reference implementations do it (our own re-write).
+
+    Vertex-weighted ``[K, K]`` grid, 8-neighbourhood, settles the whole grid from (0, 0) (no early
+    exit), then walks the predecessors back from (K-1, K-1). Returns the ``[K, K]`` 0/1 path.
+    """
+    k0, k1 = costs.shape
+    dist = np.full((k0, k1), np.inf)
+    prev: dict[tuple[int, int], tuple[int, int]] = {}
+    dist[0, 0] = costs[0, 0]
+    heap = [(float(costs[0, 0]), 0, 0)]
+    while heap:
+        d, i, j = heapq.heappop(heap)
+        if d > dist[i, j]:
+            continue
+        for di, dj in _NEIGHBOURS:
+            a, b = i + di, j + dj
+            if 0 <= a < k0 and 0 <= b < k1 and d + costs[a, b] < dist[a, b]:
+                dist[a, b] = d + costs[a, b]
+                prev[(a, b)] = (i, j)
+                heapq.heappush(heap, (float(dist[a, b]), a, b))
+    z = np.zeros((k0, k1))
+    cell = (k0 - 1, k1 - 1)
+    z[cell] = 1.0
+    while cell != (0, 0):
+        cell = prev[cell]
+        z[cell] = 1.0
+    return z
+
+
+class ReferenceSolver:
+    """The heapq Dijkstra as an imle_fn maximiser (scores -> path of costs ``max(-scores, 0)``)."""
+
+    event_ndim = 2
+    backend = "numpy"
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        costs = np.maximum(-np.asarray(theta, dtype=np.float64), 0.0)
+        return np.stack([reference_dijkstra(c) for c in costs])
+
+
+def heapq_seconds_per_instance(costs: np.ndarray, repeats: int = 3) -> float:
+    """Median seconds per instance of `reference_dijkstra` over ``costs: [N, K, K]``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for c in costs:
+            reference_dijkstra(c)
+        times.append((time.perf_counter() - start) / len(costs))
+    return float(statistics.median(times))
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. One training step per method.
+
+_STEP_METHODS = [*METHODS, "imle-heapq"]
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    maps = generate_maps(70, 12, seed=0)
+    images = torch.from_numpy(maps.images).permute(0, 3, 1, 2).float().div(255.0)  # [70, 3, 96, 96]
+    images = images.contiguous(memory_format=torch.channels_last)
+    return images, torch.from_numpy(maps.paths).float()
+
+
+@pytest.mark.parametrize("method", _STEP_METHODS)
+def test_training_step(
+    benchmark: Any, batch: tuple[torch.Tensor, torch.Tensor], method: str
+) -> None:
+    images, paths = batch
+    torch.manual_seed(0)
+    net = PathResNet18(12) if method == "baseline" else CostNet(12)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = torch.optim.Adam(net.parameters(), lr=5e-4)
+    timer = StepTimer()
+    loss_fn = make_loss(TrainConfig(method=method.split("-")[0]), timer, torch.Generator())
+    if method == "imle-heapq":  # the same I-MLE loss with the reference-style solver
+        solver = TimedSolver(ReferenceSolver(), timer)
+        loss_fn = MethodLoss(
+            lambda costs, paths: hamming_loss(imle(-costs, None, solver, lam=50.0), paths)
+        )
+
+    def step() -> float:
+        loss = loss_fn(net(images), paths)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loss_fn.after_backward()
+        optimizer.step()
+        return loss.item()
+
+    benchmark.group = "warcraft training step, K=12, batch 70"
+    loss = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["solver_s_per_step"] = timer.solver / 4
+    assert np.isfinite(loss)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. Projection of the per-epoch time with the reference solver.
+
+
+def projection(out: Path) -> str:
+    """Markdown table: measured vs heapq-projected seconds per epoch, for every run in ``out``."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    lines = [
+        "| method | K | measured s/epoch (train + eval) | of which solver | solver instances/epoch "
+        "| heapq ms/instance | projected s/epoch with heapq | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    per_instance: dict[int, float] = {}
+    for r in records:
+        if not r["epochs"]:
+            continue
+        k = r["grid"]
+        if k not in per_instance:
+            maps = generate_maps(100, k, seed=12345)
+            per_instance[k] = heapq_seconds_per_instance(maps.costs)
+        e = r["epochs"]
+        total = statistics.median(
+            x["time_network"] + x["time_solver"] + x["time_noise"] + x["time_eval"] for x in e
+        )
+        solver = statistics.median(x["time_solver"] for x in e)
+        instances = statistics.median(
+            x["solver_instances_train"] + x["solver_instances_eval"] for x in e
+        )
+        projected = total - solver + instances * per_instance[k]
+        lines.append(
+            f"| {r['method']} | {k} | {total:.1f} | {solver:.2f} | {instances:.0f} "
+            f"| {1e3 * per_instance[k]:.2f} | {projected:.1f} | {projected / total:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(projection(Path(sys.argv[1])))
