@@ -68,7 +68,10 @@ def _from_numpy(array: np.ndarray, shared: np.ndarray) -> torch.Tensor:
 
 
 def call_solver(
-    solver: Solver, theta: torch.Tensor, event_ndim: int, context: str = "theta"
+    solver: Solver,
+    theta: torch.Tensor,
+    event_ndim: int,
+    context: str = "theta (the solver input: theta, or theta + temperature * noise in an estimator)",
 ) -> torch.Tensor:
     """Solve every instance of ``theta`` with one solver call.
 
