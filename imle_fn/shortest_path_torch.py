@@ -7,7 +7,7 @@ round-trip to the host:
 
 1. Distances by batched min-plus relaxation to a fixed point (Bellman-Ford in Jacobi sweeps):
    ``dist <- min(dist, min_{u in N(v)} dist[u] + costs[v])``, where the neighbourhood minimum is a
-   3x3 (8-neighbourhood) or cross-shaped (4) max-pool of ``-dist``. Iterations run in blocks of
+   3x3 (8-neighbourhood) or cross-shaped (4) max-pool of ``-dist`` (the sweeps run on ``-dist``). Iterations run in blocks of
    `CHECK_EVERY` between convergence checks; the number of sweeps is about the number of cells on
    the longest shortest path, so this suits GPUs (one launch per sweep for the whole batch) far more
    than CPUs (use the Numba solver there).
@@ -151,14 +151,14 @@ def _grid_shortest_path_vmap(
     return out, None if bdim is None else 0
 
 
-def _neighbour_min(dist: torch.Tensor, neighbourhood: int) -> torch.Tensor:
-    """``[B, H, W]`` -> min of ``dist`` over each cell's neighbourhood, the cell itself included."""
-    neg = -dist.unsqueeze(1)  # [B, 1, H, W]; max-pool pads with -inf, i.e. +inf distance
+def _neighbour_max(score: torch.Tensor, neighbourhood: int) -> torch.Tensor:
+    """``[B, H, W]`` -> max of ``score`` over each cell's neighbourhood, the cell itself included."""
+    x = score.unsqueeze(1)  # [B, 1, H, W]; max-pool pads with -inf
     if neighbourhood == 8:
-        return -F.max_pool2d(neg, 3, stride=1, padding=1).squeeze(1)
-    rows = F.max_pool2d(neg, (1, 3), stride=1, padding=(0, 1))
-    cols = F.max_pool2d(neg, (3, 1), stride=1, padding=(1, 0))
-    return -torch.maximum(rows, cols).squeeze(1)
+        return F.max_pool2d(x, 3, stride=1, padding=1).squeeze(1)
+    rows = F.max_pool2d(x, (1, 3), stride=1, padding=(0, 1))
+    cols = F.max_pool2d(x, (3, 1), stride=1, padding=(1, 0))
+    return torch.maximum(rows, cols).squeeze(1)
 
 
 def _distances(c: torch.Tensor, neighbourhood: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,21 +175,22 @@ def _distances(c: torch.Tensor, neighbourhood: int, s: int) -> tuple[torch.Tenso
         minus one, of a minimum-cost path to each cell.
     """
     B, H, W = c.shape
-    start = torch.full_like(c, math.inf).flatten(1)  # [B, H*W]
-    start[:, s] = c.flatten(1)[:, s]
-    dist = start.view(B, H, W)
+    # The sweeps work on -dist (max-plus), so each one is a max-pool, a subtraction and a maximum.
+    start = torch.full_like(c, -math.inf).flatten(1)  # [B, H*W]
+    start[:, s] = -c.flatten(1)[:, s]
+    neg = start.view(B, H, W)
     hops = torch.zeros(B, H, W, dtype=torch.int64, device=c.device)
     sweep = 0
     for _ in range(H * W // CHECK_EVERY + 2):  # a fixed point is reached within H*W sweeps
-        previous = dist
+        previous = neg
         for _ in range(CHECK_EVERY):
             sweep += 1
-            relaxed = torch.minimum(dist, _neighbour_min(dist, neighbourhood) + c)
-            hops = torch.where(relaxed < dist, sweep, hops)
-            dist = relaxed
-        if torch.equal(dist, previous):
+            relaxed = torch.maximum(neg, _neighbour_max(neg, neighbourhood) - c)
+            hops = torch.where(relaxed > neg, sweep, hops)
+            neg = relaxed
+        if torch.equal(neg, previous):
             break
-    return dist, hops
+    return -neg, hops
 
 
 def _extract(
