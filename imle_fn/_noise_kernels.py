@@ -5,9 +5,11 @@ Randomness comes from a per-block SplitMix64 stream: the caller draws one 64-bit
 thread from its own stream. The output therefore depends only on the seeds, never on how many
 threads Numba runs or how it schedules the blocks.
 
-Gamma variates use Marsaglia and Tsang's squeeze method (ACM TOMS 26(3), 2000) for shape >= 1 and
-its boost ``Gamma(a) = Gamma(a + 1) * exp(-E / a)``, ``E ~ Exp(1)``, for shape < 1. Normal and
-exponential variates use 256-layer ziggurats (Marsaglia and Tsang, J. Stat. Softw. 5(8), 2000).
+Gamma(1/k, 1) variates: for k >= `SMALL_SHAPE_K` (small shapes, the usual case: k is about the
+number of ones in a MAP state) Liu, Martin and Syring's rejection sampler on the log scale; otherwise
+Marsaglia and Tsang's squeeze method (ACM TOMS 26(3), 2000), with its boost
+``Gamma(a) = Gamma(a + 1) * exp(-E / a)``, ``E ~ Exp(1)``, for shape a < 1. Normal and exponential
+variates use 256-layer ziggurats (Marsaglia and Tsang, J. Stat. Softw. 5(8), 2000).
 """
 
 from __future__ import annotations
@@ -119,6 +121,70 @@ def _exponential(state: np.uint64) -> tuple[np.uint64, float]:
             return state, shift + x
 
 
+@njit(cache=True, inline="always")
+def _gamma_mt(state: np.uint64, shape: float, d: float, c: float) -> tuple[np.uint64, float]:
+    """Gamma(shape, 1): Marsaglia-Tsang for shape >= 1, with the boost ``* exp(-E / shape)``
+    (``E ~ Exp(1)``) for shape < 1. ``d`` and ``c`` come from `_mt_constants`."""
+    while True:  # Gamma(d + 1/3, 1) = d * v with v = (1 + c * x) ** 3, x ~ N(0, 1)
+        state, x = _normal(state)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        state, u = _uniform(state)
+        x2 = x * x
+        if u < 1.0 - 0.0331 * x2 * x2:
+            break
+        if math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
+            break
+    g = d * v
+    if shape < 1.0:
+        state, t = _exponential(state)
+        g *= math.exp(-t / shape)
+    return state, g
+
+
+@njit(cache=True, inline="always")
+def _gamma_small(state: np.uint64, k: float, r_bits: np.uint64) -> tuple[np.uint64, float]:
+    """Gamma(1 / k, 1) for k > 1 by rejection sampling of ``z = -log(G) / k`` (Liu, Martin and
+    Syring, Stat. Comput. 27, 2017): density ``exp(-z - exp(-k z))``, envelope ``exp(-z)`` for
+    z >= 0 and ``exp(k z - z - 1)`` for z < 0, of masses 1 and ``w = 1 / (e (k - 1))``
+    (acceptance 0.96 at k = 20.8). ``r_bits`` comes from `_small_constant`."""
+    while True:
+        state, z_bits = _bits(state)
+        if z_bits < r_bits:  # z ~ Exp(1); accept with probability exp(-g), g = exp(-k z)
+            state, z = _exponential(state)
+            g = math.exp(-k * z)
+            state, u = _uniform(state)
+            if u <= 1.0 - g or u < math.exp(-g):
+                return state, g
+        else:  # z = log(U) / (k - 1) < 0; accept with probability g * exp(1 - g)
+            state, u = _uniform(state)
+            kz = k * math.log(u) / (k - 1.0)
+            g = math.exp(-kz)
+            state, u = _uniform(state)
+            if math.log(u) < 1.0 - kz - g:
+                return state, g
+
+
+@njit(cache=True, inline="always")
+def _mt_constants(shape: float) -> tuple[float, float]:
+    """Marsaglia-Tsang's ``d = shape' - 1/3`` and ``c = 1 / sqrt(9 d)``, shape' = shape (+ 1 if < 1)."""
+    d = (shape + 1.0 if shape < 1.0 else shape) - 1.0 / 3.0
+    return d, 1.0 / math.sqrt(9.0 * d)
+
+
+@njit(cache=True, inline="always")
+def _small_constant(k: float) -> np.uint64:
+    """P(z >= 0 part of the envelope) = 1 / (1 + w) as a threshold on 64 random bits (< 2**64)."""
+    w = 1.0 / (math.e * (k - 1.0))
+    return np.uint64(min(1.0 / (1.0 + w), 1.0 - _TWO_M53) * 18446744073709551616.0)
+
+
+SMALL_SHAPE_K = 8.0
+"""k from which `_gamma_small` replaces `_gamma_mt` (where it is faster); part of the definition."""
+
+
 @njit(cache=True, nogil=True)
 def sum_of_gamma_blocks(
     k: np.ndarray,
@@ -151,30 +217,18 @@ def sum_of_gamma_blocks(
         state = seeds[b]
         for e in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
             ke = k[e] if per_element else k[0]
-            shape = 1.0 / ke
-            boost = shape < 1.0
-            d = (shape + 1.0 if boost else shape) - 1.0 / 3.0
-            c = 1.0 / math.sqrt(9.0 * d)
             acc = 0.0
-            for i in range(num_terms):
-                # Marsaglia-Tsang: Gamma(d + 1/3, 1) = d * v with v = (1 + c * x) ** 3, x ~ N(0, 1).
-                while True:
-                    state, x = _normal(state)
-                    v = 1.0 + c * x
-                    if v <= 0.0:
-                        continue
-                    v = v * v * v
-                    state, u = _uniform(state)
-                    x2 = x * x
-                    if u < 1.0 - 0.0331 * x2 * x2:
-                        break
-                    if math.log(u) < 0.5 * x2 + d * (1.0 - v + math.log(v)):
-                        break
-                g = d * v
-                if boost:
-                    state, t = _exponential(state)
-                    g *= math.exp(-t * ke)
-                acc += g * inv_i[i]
+            if ke >= SMALL_SHAPE_K:
+                r_bits = _small_constant(ke)
+                for i in range(num_terms):
+                    state, g = _gamma_small(state, ke, r_bits)
+                    acc += g * inv_i[i]
+            else:
+                shape = 1.0 / ke
+                d, c = _mt_constants(shape)
+                for i in range(num_terms):
+                    state, g = _gamma_mt(state, shape, d, c)
+                    acc += g * inv_i[i]
             out[e] = acc - log_terms / ke
 
 

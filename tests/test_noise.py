@@ -35,7 +35,12 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize(("k", "num_terms"), [(20.8, 100), (5.0, 10), (1.0, 3), (0.4, 7), (2.5, 1)])
+@pytest.mark.parametrize(
+    ("k", "num_terms"),
+    # Both Gamma samplers (k >= 8 and k < 8, shape below and above 1), with one term (a bare Gamma
+    # draw, nothing averaged away) and with many.
+    [(20.8, 100), (5.0, 10), (1.0, 3), (0.4, 7), (2.5, 1), (8.0, 1), (7.9, 1), (60.0, 1), (0.5, 1)],
+)
 def test_sum_of_gamma_matches_naive_sampler(k: float, num_terms: int) -> None:
     n = 20_000
     eps = sum_of_gamma((n,), k=k, num_terms=num_terms, generator=gen(1), dtype=torch.float64)
