@@ -1,8 +1,9 @@
 """Warcraft look-alike: one training step per method, and the reference-solver projection.
 
 1. pytest-benchmark, one training step (batch 70, K = 12: network forward, loss, backward, Adam
-   step) per method, against the same I-MLE step whose solver is a pure-Python heapq Dijkstra in
-   the style of the reference implementation (the baseline, in the same run)::
+   step) per method, against the same I-MLE step whose solver is the pure-Python heapq Dijkstra in
+   the style of the reference implementation (`bench.baselines.heapq_dijkstra`; the baseline, in
+   the same run)::
 
        python -m pytest bench/bench_warcraft.py --benchmark-only --benchmark-group-by=group
 
@@ -10,12 +11,11 @@
    solver per instance on that grid size and print, per method, the measured seconds per epoch
    next to the seconds per epoch projected with the heapq solver doing the same solves::
 
-       python bench/bench_warcraft.py out/wc12
+       python -m bench.bench_warcraft out/wc12
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import statistics
 import sys
@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.baselines import heapq_dijkstra
 from imle_fn.imle import imle
 from imle_fn.warcraft.generator import generate_maps
 from imle_fn.warcraft.methods import (
@@ -40,57 +41,25 @@ from imle_fn.warcraft.methods import (
 from imle_fn.warcraft.model import CostNet, PathResNet18
 from imle_fn.warcraft.train import TrainConfig
 
-_NEIGHBOURS = [(di, dj) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
-
-
-def reference_dijkstra(costs: np.ndarray) -> np.ndarray:
-    """Pure-Python heapq Dijkstra as the reference implementations do it (our own re-write).
-
-    Vertex-weighted ``[K, K]`` grid, 8-neighbourhood, settles the whole grid from (0, 0) (no early
-    exit), then walks the predecessors back from (K-1, K-1). Returns the ``[K, K]`` 0/1 path.
-    """
-    k0, k1 = costs.shape
-    dist = np.full((k0, k1), np.inf)
-    prev: dict[tuple[int, int], tuple[int, int]] = {}
-    dist[0, 0] = costs[0, 0]
-    heap = [(float(costs[0, 0]), 0, 0)]
-    while heap:
-        d, i, j = heapq.heappop(heap)
-        if d > dist[i, j]:
-            continue
-        for di, dj in _NEIGHBOURS:
-            a, b = i + di, j + dj
-            if 0 <= a < k0 and 0 <= b < k1 and d + costs[a, b] < dist[a, b]:
-                dist[a, b] = d + costs[a, b]
-                prev[(a, b)] = (i, j)
-                heapq.heappush(heap, (float(dist[a, b]), a, b))
-    z = np.zeros((k0, k1))
-    cell = (k0 - 1, k1 - 1)
-    z[cell] = 1.0
-    while cell != (0, 0):
-        cell = prev[cell]
-        z[cell] = 1.0
-    return z
-
 
 class ReferenceSolver:
-    """The heapq Dijkstra as an imle_fn maximiser (scores -> path of costs ``max(-scores, 0)``)."""
+    """`bench.baselines.heapq_dijkstra` as a maximiser: scores -> path of costs ``max(-scores, 0)``."""
 
     event_ndim = 2
     backend = "numpy"
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         costs = np.maximum(-np.asarray(theta, dtype=np.float64), 0.0)
-        return np.stack([reference_dijkstra(c) for c in costs])
+        return np.stack([heapq_dijkstra(c) for c in costs])
 
 
 def heapq_seconds_per_instance(costs: np.ndarray, repeats: int = 3) -> float:
-    """Median seconds per instance of `reference_dijkstra` over ``costs: [N, K, K]``."""
+    """Median seconds per instance of `bench.baselines.heapq_dijkstra` over ``costs: [N, K, K]``."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for c in costs:
-            reference_dijkstra(c)
+            heapq_dijkstra(c)
         times.append((time.perf_counter() - start) / len(costs))
     return float(statistics.median(times))
 
