@@ -9,6 +9,9 @@ Setting of the I-MLE paper's shortest-path demo: k = 1.3 * 16 = 20.8, 100 terms,
   ``torch.distributions.Gamma`` object and one draw of the full shape per term (written here);
 * ``torch_vectorised``: one ``torch._standard_gamma`` draw of shape [100 terms, *shape], weighted sum.
 
+``imle_fn_1_thread`` is the same sampler on one Numba thread: the per-thread cost of a draw, and
+the figure that matters when other work occupies the second core.
+
 Each benchmark stores ``ns_per_gamma_draw`` in its ``extra_info`` (see ``--benchmark-json``).
 The Numba kernel is compiled (and its cache loaded) before timing.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numba
 import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
@@ -52,8 +56,19 @@ def imle_fn_sum_of_gamma(shape: tuple[int, ...], k: float, num_terms: int) -> to
     return sum_of_gamma(shape, k=k, num_terms=num_terms, generator=torch.Generator().manual_seed(0))
 
 
+def imle_fn_one_thread(shape: tuple[int, ...], k: float, num_terms: int) -> torch.Tensor:
+    """The same samples computed on one Numba thread (the per-thread cost of a draw)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return imle_fn_sum_of_gamma(shape, k, num_terms)
+    finally:
+        numba.set_num_threads(before)
+
+
 SAMPLERS: dict[str, Callable[[tuple[int, ...], float, int], torch.Tensor]] = {
     "imle_fn": imle_fn_sum_of_gamma,
+    "imle_fn_1_thread": imle_fn_one_thread,
     "reference_loop": reference_loop,
     "torch_vectorised": torch_vectorised,
 }
