@@ -27,7 +27,7 @@ ShapeLike = int | Sequence[int] | torch.Size
 def sum_of_gamma(
     shape: ShapeLike,
     *,
-    k: float | torch.Tensor,
+    k: float | torch.Tensor | np.ndarray,
     num_terms: int = 10,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
@@ -48,8 +48,8 @@ def sum_of_gamma(
 
     Args:
         shape: the sample shape, e.g. ``[num_samples, *theta.shape]``.
-        k: a positive, finite float, or a tensor of them broadcastable to ``shape`` (one ``k`` per
-            instance, e.g. ``[B, 1, 1]`` for ``[B, H, W]`` samples).
+        k: a positive, finite float, or a tensor (or NumPy array) of them broadcastable to
+            ``shape`` (one ``k`` per instance, e.g. ``[B, 1, 1]`` for ``[B, H, W]`` samples).
         num_terms: ``s``, the number of Gamma terms; a positive int.
         generator: the source of randomness; ``None`` uses torch's default CPU generator.
         dtype: floating dtype of the result (sampled in float64, then cast).
@@ -74,6 +74,7 @@ def sum_of_gamma(
     k_array = _check_k(k, size)
     _check_dtype(dtype)
     _check_generator(generator)
+    _check_device(device)
     n = size.numel()
     out = np.empty(n, dtype=np.float64)
     if n > 0:
@@ -111,6 +112,7 @@ def gumbel(
     size = _check_shape(shape)
     _check_dtype(dtype)
     _check_generator(generator)
+    _check_device(device)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(size, generator=generator, dtype=torch.float64, device=gen_device)
     # torch.rand is on the grid m * 2**-53, m in [0, 2**53); the half-step shift makes it open.
@@ -190,6 +192,10 @@ def _check_num_terms(num_terms: object) -> int:
 
 def _check_k(k: object, size: torch.Size) -> np.ndarray:
     """``k`` as a contiguous float64 array: shape (1,) for a scalar, else (size.numel(),)."""
+    if isinstance(k, np.ndarray):
+        if k.dtype.kind not in "iuf":
+            raise TypeError(f"k: expected a real array, got dtype {k.dtype}")
+        k = torch.from_numpy(k)
     if isinstance(k, torch.Tensor):
         if k.is_complex() or k.dtype == torch.bool:
             raise TypeError(f"k: expected a real tensor, got dtype {k.dtype}")
@@ -223,6 +229,19 @@ def _check_k(k: object, size: torch.Size) -> np.ndarray:
 def _check_dtype(dtype: object) -> None:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+
+
+def _check_device(device: object) -> None:
+    if device is None:
+        return
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"device: expected a torch.device, a str or None, got {type(device).__name__}"
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device: expected a valid device, got {device!r} ({err})") from None
 
 
 def _check_generator(generator: object) -> None:

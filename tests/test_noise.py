@@ -16,6 +16,8 @@ import numba
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
 from imle_fn.noise import gumbel, sum_of_gamma
@@ -108,6 +110,34 @@ def test_per_instance_k_scalar_tensor_equals_float() -> None:
     c = sum_of_gamma((3, 5), k=torch.full((3, 1), 4.0), num_terms=6, generator=gen(6))
     assert torch.equal(a, b)
     assert torch.equal(a, c)
+
+
+def test_numpy_k_equals_tensor_k() -> None:
+    k = np.array([[1.5], [9.0], [30.0]])
+    a = sum_of_gamma((3, 70), k=k, num_terms=4, generator=gen(20))
+    b = sum_of_gamma((3, 70), k=torch.from_numpy(k), num_terms=4, generator=gen(20))
+    assert torch.equal(a, b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=st.lists(st.integers(0, 5), min_size=0, max_size=3),
+    keep=st.lists(st.booleans(), min_size=3, max_size=3),
+    k=st.floats(0.2, 40.0),
+    num_terms=st.integers(1, 5),
+    seed=st.integers(0, 2**32),
+)
+def test_constant_k_tensor_equals_scalar_k(
+    dims: list[int], keep: list[bool], k: float, num_terms: int, seed: int
+) -> None:
+    """Per-instance k (any broadcastable shape) with equal entries gives the scalar-k samples."""
+    k_shape = [d if keep[i] else 1 for i, d in enumerate(dims)]
+    k_tensor = torch.full(k_shape, k, dtype=torch.float64)
+    a = sum_of_gamma(dims, k=k_tensor, num_terms=num_terms, generator=gen(seed))
+    b = sum_of_gamma(dims, k=k, num_terms=num_terms, generator=gen(seed))
+    assert a.shape == tuple(dims)
+    assert torch.equal(a, b)
+    assert torch.isfinite(a).all()
 
 
 def test_same_seed_identical_different_seed_different() -> None:
@@ -227,6 +257,10 @@ def test_inputs_not_mutated() -> None:
         ({"k": 2.0, "generator": 0}, TypeError, "generator: "),
         ({"k": 2.0, "dtype": torch.int64}, TypeError, "dtype: "),
         ({"k": 2.0, "dtype": "float32"}, TypeError, "dtype: "),
+        ({"k": 2.0, "device": "nonsense"}, ValueError, "device: "),
+        ({"k": 2.0, "device": 0.5}, TypeError, "device: "),
+        ({"k": np.array(["a"])}, TypeError, "k: "),
+        ({"k": -np.ones((3, 1))}, ValueError, r"k.*index \(0, 0\)"),
     ],
 )
 def test_sum_of_gamma_bad_arguments(kwargs: dict, error: type[Exception], match: str) -> None:
