@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import math
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
 from imle_fn.solver import Solver
 
 VALUES = [0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.inf]  # zeros, ties and walls on purpose
+Cell = tuple[int, int]
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -32,7 +34,9 @@ def neighbours(r: int, c: int, H: int, W: int, neighbourhood: int) -> list[tuple
     return [(r + a, c + b) for a, b in steps if 0 <= r + a < H and 0 <= c + b < W]
 
 
-def dijkstra_oracle(costs: np.ndarray, neighbourhood: int, source=(0, 0), target=(-1, -1)) -> float:
+def dijkstra_oracle(
+    costs: np.ndarray, neighbourhood: int, source: Cell = (0, 0), target: Cell = (-1, -1)
+) -> float:
     """Plain heapq Dijkstra on a vertex-weighted grid; both ends counted; inf if unreachable."""
     H, W = costs.shape
     s = (source[0] % H, source[1] % W)
@@ -75,7 +79,9 @@ def brute_force_oracle(costs: np.ndarray, neighbourhood: int) -> float:
     return best
 
 
-def assert_one_path(z: np.ndarray, neighbourhood: int, source=(0, 0), target=(-1, -1)) -> None:
+def assert_one_path(
+    z: np.ndarray, neighbourhood: int, source: Cell = (0, 0), target: Cell = (-1, -1)
+) -> None:
     """``z`` is 0/1 and its ones are exactly the cells of one simple s-t path."""
     H, W = z.shape
     assert set(np.unique(z)) <= {0, 1}
@@ -201,7 +207,7 @@ def test_large_grid_1000() -> None:
 # ------------------------------------------------------------------------- kinds, dtypes, shapes
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int64, np.uint8])
 def test_numpy_dtype_and_shape_kept(dtype: type) -> None:
-    costs = np.random.default_rng(2).integers(1, 9, size=(2, 3, 5, 6)).astype(dtype)
+    costs: np.ndarray = np.random.default_rng(2).integers(1, 9, size=(2, 3, 5, 6)).astype(dtype)
     z = shortest_path(costs)
     assert isinstance(z, np.ndarray) and z.dtype == dtype and z.shape == costs.shape
     flat = costs.reshape(6, 5, 6).astype(np.float64)
@@ -259,7 +265,7 @@ def _bad(value: float, index: tuple[int, int]) -> np.ndarray:
     ],
 )
 def test_bad_costs_raise_and_input_unchanged(kind: str, costs: np.ndarray, message: str) -> None:
-    arg = torch.from_numpy(costs.copy()) if kind == "torch" else costs.copy()
+    arg: Any = torch.from_numpy(costs.copy()) if kind == "torch" else costs.copy()
     with pytest.raises(ValueError, match=message):
         shortest_path(arg)
     np.testing.assert_array_equal(np.asarray(arg), costs)
@@ -269,7 +275,7 @@ def test_bad_costs_raise_and_input_unchanged(kind: str, costs: np.ndarray, messa
 def test_unreachable_target_raises(kind: str) -> None:
     corridor = np.where(np.eye(5) > 0, 1.0, math.inf)  # a diagonal: open to 8-neighbours only
     costs = np.stack([np.ones((5, 5)), corridor, corridor])
-    arg = torch.from_numpy(costs.copy()) if kind == "torch" else costs.copy()
+    arg: Any = torch.from_numpy(costs.copy()) if kind == "torch" else costs.copy()
     np.testing.assert_array_equal(shortest_path(arg[1:])[0], np.eye(5))
     with pytest.raises(
         ValueError, match=r"costs\[1\]: the target cannot .* \(2 instances in all\)"
@@ -355,7 +361,12 @@ def test_grid_shortest_path_is_a_solver_and_maximises() -> None:
 
 
 def test_grid_shortest_path_options_and_pickle() -> None:
-    solver = GridShortestPath(neighbourhood=4, source=[0, -1], target=(-1, 0), negative="raise")
+    solver = GridShortestPath(
+        neighbourhood=4,
+        source=[0, -1],  # type: ignore[arg-type]  # lists are accepted too
+        target=(-1, 0),
+        negative="raise",
+    )
     assert solver.source == (0, -1)
     clone = pickle.loads(pickle.dumps(solver))
     assert clone == solver

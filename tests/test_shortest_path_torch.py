@@ -43,11 +43,13 @@ def test_same_optimal_cost_as_numba_and_oracle(costs: np.ndarray, neighbourhood:
 def test_terrain_batch_with_custom_ends(neighbourhood: int) -> None:
     rng = np.random.default_rng(0)
     costs = rng.choice([0.8, 1.2, 5.3, 7.7, 9.2], size=(24, 12, 12))
-    ends = {"source": (11, 0), "target": (2, -3)}
-    z = shortest_path_torch(torch.from_numpy(costs), neighbourhood=neighbourhood, **ends).numpy()
+    source, target = (11, 0), (2, -3)
+    z = shortest_path_torch(
+        torch.from_numpy(costs), neighbourhood=neighbourhood, source=source, target=target
+    ).numpy()
     for b in range(24):
-        assert_one_path(z[b], neighbourhood, ends["source"], ends["target"])
-        expected = dijkstra_oracle(costs[b], neighbourhood, ends["source"], ends["target"])
+        assert_one_path(z[b], neighbourhood, source, target)
+        expected = dijkstra_oracle(costs[b], neighbourhood, source, target)
         assert path_cost(costs[b], z[b]) == pytest.approx(expected, rel=1e-12)
 
 
