@@ -11,9 +11,11 @@ padded with a one-cell border of cost ``+inf``, so neighbours need no bounds che
 
 Deterministic tie-breaking:
 
-* cells are popped in lexicographic order of ``(distance, row-major cell index)``;
+* the heap pops the cell with the smallest ``(distance, row-major cell index)`` among the cells it
+  holds (with positive costs this is the global settling order; a zero-cost cell found later may
+  be settled after a larger-index cell of the same distance);
 * a cell's predecessor is replaced only on a *strict* improvement of its distance, so it is the
-  first popped neighbour (in that pop order) that reaches the cell's final distance.
+  first settled neighbour (in that pop order) that reaches the cell's final distance.
 
 The path is the predecessor chain from the target back to the source; it depends only on the
 costs, never on the thread count or on how the batch was chunked.
