@@ -38,13 +38,14 @@ def sum_of_gamma(
     ``eps = (sum_{i=1..s} Gamma(shape=1/k, rate=i/k) - log s) / k`` with ``s = num_terms``,
     computed as the equal ``sum_i G_i / i - log(s) / k`` with ``G_i ~ Gamma(1/k, 1)``. The sum of
     ``k`` independent draws (integer ``k``) tends to a standard Gumbel as ``s`` grows, so a MAP
-    state with about ``k``
-    ones (a k-subset, a path of about ``k`` cells) gets Gumbel-perturbed total scores. Same
-    distribution as uclnlp/torch-imle's ``SumOfGammaNoiseDistribution(k, nb_iterations=s)``.
+    state with about ``k`` ones (a k-subset, a path of about ``k`` cells) gets Gumbel-perturbed
+    total scores. Same distribution as uclnlp/torch-imle's
+    ``SumOfGammaNoiseDistribution(k, nb_iterations=s)``.
 
-    The Gamma draws run in a fused, parallel Numba kernel (no ``[s, *shape]`` intermediate). One
-    64-bit seed per block of outputs comes from ``generator``, so the result depends on the
-    generator's state and on ``shape`` only, not on the number of Numba threads.
+    The Gamma draws run in a fused, parallel Numba kernel (`imle_fn._noise_kernels`; no
+    ``[s, *shape]`` intermediate). One 64-bit seed per block of 64 outputs comes from
+    ``generator``, so the samples are a function of the generator's state, ``shape``, ``k`` and
+    ``num_terms``, never of the number of Numba threads.
 
     Args:
         shape: the sample shape, e.g. ``[num_samples, *theta.shape]``.
@@ -60,8 +61,8 @@ def sum_of_gamma(
 
     Raises:
         ValueError: a non-positive or non-finite ``k`` (with the index of the first bad entry),
-            a ``k`` that does not broadcast to ``shape``, a non-positive ``num_terms`` or a negative
-            dimension in ``shape``.
+            a ``k`` that does not broadcast to ``shape``, a non-positive ``num_terms``, a negative
+            dimension in ``shape`` or an unknown ``device``.
         TypeError: an argument of the wrong type.
 
     Example:
@@ -106,7 +107,7 @@ def gumbel(
         ``[*shape]`` noise of the given dtype on the given device.
 
     Raises:
-        ValueError: a negative dimension in ``shape``.
+        ValueError: a negative dimension in ``shape``, an unknown ``device``.
         TypeError: an argument of the wrong type.
     """
     size = _check_shape(shape)
@@ -195,7 +196,7 @@ def _check_k(k: object, size: torch.Size) -> np.ndarray:
     if isinstance(k, np.ndarray):
         if k.dtype.kind not in "iuf":
             raise TypeError(f"k: expected a real array, got dtype {k.dtype}")
-        k = torch.from_numpy(k)
+        k = torch.from_numpy(np.array(k, dtype=np.float64))  # a copy: any strides, never read-only
     if isinstance(k, torch.Tensor):
         if k.is_complex() or k.dtype == torch.bool:
             raise TypeError(f"k: expected a real tensor, got dtype {k.dtype}")

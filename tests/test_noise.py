@@ -117,6 +117,9 @@ def test_numpy_k_equals_tensor_k() -> None:
     a = sum_of_gamma((3, 70), k=k, num_terms=4, generator=gen(20))
     b = sum_of_gamma((3, 70), k=torch.from_numpy(k), num_terms=4, generator=gen(20))
     assert torch.equal(a, b)
+    read_only = np.broadcast_to(k, (3, 70))  # read-only, zero strides
+    c = sum_of_gamma((3, 70), k=read_only, num_terms=4, generator=gen(20))
+    assert torch.equal(a, c)
 
 
 @settings(max_examples=40, deadline=None)
