@@ -101,13 +101,13 @@ def _sift_down(hkey, hcell, pos, size, key, cell):  # type: ignore[no-untyped-de
 
 
 @njit(cache=True, nogil=True)
-def _solve_range(costs, lo, hi, source, target, eight, clamp, out, status):  # type: ignore[no-untyped-def]
+def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, out, status):  # type: ignore[no-untyped-def]
     """Solve instances ``lo:hi`` of ``costs`` serially, with workspaces allocated once.
 
     Args:
         costs: array of shape (B, H, W), any real dtype; read only.
         lo, hi: the half-open instance range to solve.
-        source, target: int64 arrays ``[row, col]`` (non-negative, in range).
+        sr, sc, tr, tc: source row and column, target row and column (non-negative, in range).
         eight: 8-neighbourhood when True, 4-neighbourhood when False.
         clamp: replace negative costs by 0 when True, flag them `NEGATIVE` when False.
         out: array of shape (B, H, W), zero on entry; path cells are set to 1 in place.
@@ -128,8 +128,8 @@ def _solve_range(costs, lo, hi, source, target, eight, clamp, out, status):  # t
     else:
         off = np.array([-Wp, -1, 1, Wp], dtype=np.int64)
     nnb = off.shape[0]
-    s = (source[0] + 1) * Wp + source[1] + 1
-    t = (target[0] + 1) * Wp + target[1] + 1
+    s = (sr + 1) * Wp + sc + 1
+    t = (tr + 1) * Wp + tc + 1
     inf = np.inf
     for b in range(lo, hi):
         # Copy costs into the padded workspace, validate, reset the per-instance state.
@@ -201,13 +201,13 @@ def _solve_range(costs, lo, hi, source, target, eight, clamp, out, status):  # t
 
 
 @njit(cache=True, parallel=True)
-def _solve_parallel(costs, source, target, eight, clamp, num_chunks, out, status):  # type: ignore[no-untyped-def]
+def _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, num_chunks, out, status):  # type: ignore[no-untyped-def]
     """`_solve_range` over the whole batch, one ``prange`` iteration per chunk of instances."""
     B = costs.shape[0]
     for k in prange(num_chunks):
         lo = k * B // num_chunks
         hi = (k + 1) * B // num_chunks
-        _solve_range(costs, lo, hi, source, target, eight, clamp, out, status)
+        _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, out, status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,16 +302,16 @@ def solve(
     status = np.zeros(B, dtype=np.int8)
     if B == 0:
         return status
-    src = np.array(source, dtype=np.int64)
-    tgt = np.array(target, dtype=np.int64)
+    sr, sc = source
+    tr, tc = target
     threads = 1
     if B > 1 and _parallel_is_safe():
         threads = min(B, numba.get_num_threads())
     if threads <= 1:
-        _solve_range(costs, 0, B, src, tgt, eight, clamp, out, status)
+        _solve_range(costs, 0, B, sr, sc, tr, tc, eight, clamp, out, status)
     elif _running_layer() == "workqueue":
         with _WORKQUEUE_LOCK:
-            _solve_parallel(costs, src, tgt, eight, clamp, threads, out, status)
+            _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
     else:
-        _solve_parallel(costs, src, tgt, eight, clamp, threads, out, status)
+        _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
     return status

@@ -171,6 +171,8 @@ def _check_options(neighbourhood: object, negative: object) -> None:
 
 
 def _check_cell(cell: object, name: str) -> tuple[int, int]:
+    if type(cell) is tuple and len(cell) == 2 and type(cell[0]) is int and type(cell[1]) is int:
+        return cell  # the common case, checked fast
     if (
         not isinstance(cell, tuple | list)
         or len(cell) != 2
@@ -207,6 +209,8 @@ def check_grid(costs: object, name: str) -> tuple[int, int]:
 
 def raise_for_status(status: np.ndarray, batch_shape: tuple[int, ...], name: str) -> None:
     """Raise ValueError for the first instance whose status code is not OK."""
+    if not status.any():
+        return
     bad = np.flatnonzero(status)
     if bad.size:
         i = int(bad[0])
