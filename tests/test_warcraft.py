@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -168,18 +167,14 @@ def test_train_config_rejects_bad_values() -> None:
 
 def test_command_smoke_run(tmp_path: Path) -> None:
     """CI-sized run: tiny data, one epoch, two methods; the outputs are written and consistent."""
-    from imle_fn.warcraft import command
+    from imle_fn.cli import main
 
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    args = parser.parse_args(
-        [
-            *("--grid", "6", "--train", "14", "--test", "6", "--epochs", "1", "--batch-size", "7"),
-            *("--method", *METHODS, "--no-progress", "--threads", "1"),
-            *("--out", str(tmp_path)),
-        ]
-    )
-    assert command.run(args) == 0
+    argv = [
+        *("bench", "warcraft", "--grid", "6", "--train", "14", "--test", "6", "--epochs", "1"),
+        *("--batch-size", "7", "--method", *METHODS, "--no-progress", "--threads", "1"),
+        *("--out", str(tmp_path)),
+    ]
+    assert main(argv) == 0
     record = json.loads((tmp_path / "runs" / "k6-imle.json").read_text())
     (epoch,) = record["epochs"]
     assert epoch["solver_instances_train"] == 2 * 14  # one forward and one backward solve per map
@@ -195,3 +190,10 @@ def test_command_smoke_run(tmp_path: Path) -> None:
     assert "look-alike" in (tmp_path / "results.md").read_text()
     for name in ("accuracy.png", "data/sample-k6.png", "data/k6-seed0-n14.npz"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_command_rejects_bad_sizes(tmp_path: Path) -> None:
+    from imle_fn.cli import main
+
+    with pytest.raises(ValueError, match="--train"):
+        main(["bench", "warcraft", "--train", "0", "--out", str(tmp_path)])

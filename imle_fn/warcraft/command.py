@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from imle_fn.warcraft.report import sample_picture, write_summary
     from imle_fn.warcraft.train import TrainConfig, train
 
+    for name in ("grid", "train", "test"):
+        value = getattr(args, name)
+        if value < (2 if name == "grid" else 1):
+            raise ValueError(f"--{name}: expected >= {2 if name == 'grid' else 1}, got {value}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     out: Path = args.out
