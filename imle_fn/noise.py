@@ -210,11 +210,12 @@ def _check_k(k: object, size: torch.Size) -> np.ndarray:
                 f"k: expected a tensor broadcastable to the sample shape {tuple(size)}, "
                 f"got shape {tuple(k_t.shape)}"
             )
-        bad = ~(torch.isfinite(k_t) & (k_t > 0))
+        bad = ~(torch.isfinite(k_t) & (k_t > 0) & torch.isfinite(1.0 / k_t))
         if bool(bad.any()):
             index = tuple(int(i) for i in bad.nonzero()[0]) if k_t.dim() else ()
             raise ValueError(
-                f"k: expected positive finite values, got {k_t[index].item()} at index {index}"
+                f"k: expected positive finite values with a finite 1/k, got {k_t[index].item()} "
+                f"at index {index}"
             )
         if k_t.numel() == 1:
             return k_t.reshape(1).numpy()
@@ -222,8 +223,8 @@ def _check_k(k: object, size: torch.Size) -> np.ndarray:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real):
         raise TypeError(f"k: expected a positive float or a tensor, got {type(k).__name__}")
     k_f = float(k)
-    if not (math.isfinite(k_f) and k_f > 0):
-        raise ValueError(f"k: expected a positive finite float, got {k_f}")
+    if not (math.isfinite(k_f) and k_f > 0 and math.isfinite(1.0 / k_f)):
+        raise ValueError(f"k: expected a positive finite float with a finite 1/k, got {k_f}")
     return np.array([k_f], dtype=np.float64)
 
 

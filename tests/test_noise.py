@@ -246,6 +246,8 @@ def test_inputs_not_mutated() -> None:
         ({"k": -1.0}, ValueError, "k: "),
         ({"k": float("nan")}, ValueError, "k: "),
         ({"k": float("inf")}, ValueError, "k: "),
+        ({"k": 1e-310}, ValueError, "k: "),  # 1 / k overflows: the Gamma shape would be inf
+        ({"k": torch.tensor([[1.0], [1e-310], [2.0]], dtype=torch.float64)}, ValueError, "k: "),
         ({"k": "2"}, TypeError, "k: "),
         ({"k": True}, TypeError, "k: "),
         ({"k": torch.tensor([[1.0], [0.0], [2.0]])}, ValueError, r"k.*index \(1, 0\)"),
