@@ -19,6 +19,8 @@ from imle_fn.estimators.ste import ste
 from imle_fn.imle import imle
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import gumbel, sum_of_gamma
+from imle_fn.shortest_path import GridShortestPath
+from imle_fn.solver import as_solver
 from imle_fn.topk import TopK, topk_map
 from tests.conftest import CountingArgmax
 
@@ -271,12 +273,12 @@ def test_aimle_beta_moves_toward_the_target_sparsity() -> None:
 
 NOISE = gumbel((3, 4, 5), generator=gen(20), dtype=F64)
 
-ESTIMATORS: dict[str, Callable[[torch.Tensor, Any], torch.Tensor]] = {
-    "ste": lambda t, s: ste(t, NOISE, s),
-    "imle_central": lambda t, s: imle_central(t, NOISE, s, lam=0.5),
-    "dbb": lambda t, s: dbb(t, s, lam=0.5),
-    "perturbed": lambda t, s: perturbed(t, NOISE, s, noise_type="gumbel", control_variate=True),
-    "aimle": lambda t, s: aimle(t, NOISE, s, beta=0.5, central=True),
+ESTIMATORS: dict[str, Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]] = {
+    "ste": lambda t, s, e: ste(t, e, s),
+    "imle_central": lambda t, s, e: imle_central(t, e, s, lam=0.5),
+    "dbb": lambda t, s, e: dbb(t, s, lam=0.5, clamp_costs=True),
+    "perturbed": lambda t, s, e: perturbed(t, e, s, noise_type="gumbel", control_variate=True),
+    "aimle": lambda t, s, e: aimle(t, e, s, beta=0.5, central=True),
 }
 
 
@@ -287,29 +289,40 @@ def numpy_top2(theta: np.ndarray) -> np.ndarray:
     return z
 
 
-@pytest.mark.parametrize("name", list(ESTIMATORS))
-@pytest.mark.parametrize("solver_kind", ["torch", "numpy"])
-def test_vmap_equals_loop_and_func_grad_equals_autograd(name: str, solver_kind: str) -> None:
-    from imle_fn.solver import as_solver
+def solver_case(kind: str) -> tuple[Any, tuple[int, ...], torch.Tensor]:
+    """(solver, event shape, [4, *event] scores) for a torch top-k, user NumPy code, grid paths."""
+    if kind == "torch":
+        return TopK(2), (5,), torch.randn(4, 5, generator=gen(21), dtype=F64)
+    if kind == "numpy":
+        return (
+            as_solver(numpy_top2, event_ndim=1),
+            (5,),
+            torch.randn(4, 5, generator=gen(21), dtype=F64),
+        )
+    costs = 0.5 + torch.rand(4, 5, 5, generator=gen(21), dtype=F64)
+    return GridShortestPath(), (5, 5), -costs
 
-    solver = TopK(2) if solver_kind == "torch" else as_solver(numpy_top2, event_ndim=1)
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+@pytest.mark.parametrize("solver_kind", ["torch", "numpy", "grid"])
+def test_vmap_equals_loop_and_func_grad_equals_autograd(name: str, solver_kind: str) -> None:
+    solver, event, theta = solver_case(solver_kind)
+    noise = 0.5 * gumbel((3, 4, *event), generator=gen(20), dtype=F64)
     fn = ESTIMATORS[name]
-    theta = torch.randn(4, 5, generator=gen(21), dtype=F64)
-    weights = torch.randn(6, 5, generator=gen(22), dtype=F64)
+    weights = torch.randn(6, *event, generator=gen(22), dtype=F64)  # one linear loss per slice
 
     def loss(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return (fn(t, solver) * w).sum()
+        return (fn(t, solver, noise) * w).sum()
 
-    tw = torch.stack([theta[:, None] + 0.3 * w for w in weights])  # [6, 4, 1, 5]... per-w thetas
-    tw = tw[:, :, 0]  # [6, 4, 5]
+    tw = theta + 0.3 * weights[:, None]  # [6, 4, *event]: different scores per slice
     batched = vmap(torch.func.grad(loss))(tw, weights)
     looped = torch.stack(
-        [grad_of(lambda t: fn(t, solver), t, w) for t, w in zip(tw, weights, strict=True)]
+        [grad_of(lambda t: fn(t, solver, noise), t, w) for t, w in zip(tw, weights, strict=True)]
     )
     torch.testing.assert_close(batched, looped)
     assert looped.abs().sum() > 0
-    out = vmap(lambda t: fn(t, solver))(tw)
-    torch.testing.assert_close(out, torch.stack([fn(t, solver) for t in tw]))
+    out = vmap(lambda t: fn(t, solver, noise))(tw)
+    torch.testing.assert_close(out, torch.stack([fn(t, solver, noise) for t in tw]))
 
 
 def test_aimle_state_under_vmap_sums_the_statistics() -> None:
