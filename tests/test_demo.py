@@ -16,15 +16,8 @@ from PIL import Image
 
 from imle_fn.cli import build_parser, main
 from imle_fn.demo.animations import GifWriter
-from imle_fn.demo.learning import (
-    DEFAULT_CONFIGS,
-    REFERENCE_CONFIGS,
-    Hyper,
-    LearningConfig,
-    learn,
-    select_frames,
-    uniform_init,
-)
+from imle_fn.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
+from imle_fn.demo.learning import learn, select_frames, uniform_init
 from imle_fn.demo.maps import WALL, flat_map, hamming_loss, reference_map
 from imle_fn.imle import imle
 from imle_fn.map_solve import map_solve

@@ -1,4 +1,4 @@
-"""The demo's animations (GIF): sampled paths, their distribution, I-MLE gradients and learning.
+"""The demo's animations (GIF): sampled paths, their distribution and the I-MLE gradients.
 
 Each animation reuses one figure and updates its artists frame by frame; frames are quantised to one
 shared 256-colour palette and written with Pillow. Needs the ``demo`` extra (matplotlib, Pillow,
@@ -7,7 +7,7 @@ tqdm).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,9 +17,9 @@ from imle_fn.demo import figures as F
 
 __all__ = [
     "GifWriter",
+    "progress",
     "save_distribution_gif",
     "save_gradients_gif",
-    "save_learning_gifs",
     "save_paths_gif",
 ]
 
@@ -77,7 +77,8 @@ class GifWriter:
         return self.path
 
 
-def _progress(items: Iterable[T], desc: str, total: int, quiet: bool) -> Iterator[T]:
+def progress(items: Iterable[T], desc: str, total: int, quiet: bool) -> Iterator[T]:
+    """``items`` with a tqdm progress bar (in frames) unless ``quiet``."""
     from tqdm.auto import tqdm
 
     yield from tqdm(items, desc=desc, total=total, disable=quiet, leave=False, unit="frame")
@@ -121,7 +122,7 @@ def save_paths_gif(
     title = ax.set_title(f"Sampled path {len(paths)} of {len(paths)}\n{subtitle}", fontsize=10)
     blitter = F.Blitter(fig, [sampled, dots, title])
     writer = GifWriter(path, duration_ms=250, hold_ms=1000)
-    for i in _progress(range(len(paths)), "paths.gif", len(paths), quiet):
+    for i in progress(range(len(paths)), "paths.gif", len(paths), quiet):
         sampled.set_data(F.path_overlay(paths[i], F.SAMPLED, 0.9))
         title.set_text(f"Sampled path {i + 1} of {len(paths)}\n{subtitle}")
         writer.add(blitter.render())
@@ -167,7 +168,7 @@ def save_distribution_gif(
     )
     blitter = F.Blitter(fig, [image, wall_image, title])
     writer = GifWriter(gif_path, duration_ms=100, hold_ms=2500)
-    for i in _progress(range(len(paths)), "distribution.gif", len(paths), quiet):
+    for i in progress(range(len(paths)), "distribution.gif", len(paths), quiet):
         image.set_data(freq[i])
         title.set_text(f"Distribution over paths after {i + 1} samples\n{subtitle}")
         writer.add(blitter.render())
@@ -225,99 +226,10 @@ def save_gradients_gif(
     title = fig.suptitle(f"{head} {trace.frame_steps[-1]}\n{subtitle}", fontsize=11)
     blitter = F.Blitter(fig, [w_img, g_img, m_img, title])
     writer = GifWriter(path, duration_ms=120, hold_ms=2000, colours=128)
-    for i in _progress(range(num), "gradients.gif", num, quiet):
+    for i in progress(range(num), "gradients.gif", num, quiet):
         w_img.set_data(weights[i])
         g_img.set_data(grads[i])
         m_img.set_data(F.comparison_image(maps[i], gold))
         title.set_text(f"{head} {trace.frame_steps[i]}\n{subtitle}")
         writer.add(blitter.render())
     return writer.close()
-
-
-def save_learning_gifs(
-    traces: Sequence[Any], gold: np.ndarray, out: Path, *, quiet: bool = True
-) -> list[Path]:
-    """``learning_paths.gif`` and ``learning_weights.gif``: every configuration as it learns.
-
-    One panel per configuration (rows: samples per step; columns: temperature pairs, in the order
-    of ``traces``). The paths animation shows the noise-free MAP path of the current weights against
-    gold (a tick once they are equal); the weights animation the weights themselves (diverging
-    colours centred on zero, one scale for all panels that follows the largest weight).
-
-    Args:
-        traces: `imle_fn.demo.learning.LearningTrace` objects with the same ``frame_steps``.
-        gold: [H, W] the gold path.
-        out: the output folder.
-        quiet: hide the progress bars.
-    """
-    counts = sorted({t.config.num_samples for t in traces})
-    temps = list(dict.fromkeys(t.config.temperatures for t in traces))
-    cell = {(t.config.num_samples, t.config.temperatures): t for t in traces}
-    steps = traces[0].frame_steps
-    w_max = [
-        max(float(np.abs(t.weights[i]).max()) for t in traces) or 1.0 for i in range(len(steps))
-    ]
-    written = []
-    for kind in ("paths", "weights"):
-        fig = F.new_figure(2.5 * len(temps) + 1.2, 2.6 * len(counts) + 1.0, dpi=F.GIF_DPI)
-        axes = fig.subplots(len(counts), len(temps), squeeze=False)
-        panels: dict[tuple[int, tuple[float, float]], tuple[Any, Any]] = {}
-        for r, count in enumerate(counts):
-            for c, temp in enumerate(temps):
-                ax = axes[r, c]
-                trace = cell.get((count, temp))
-                if trace is None:
-                    ax.set_axis_off()
-                    continue
-                if kind == "paths":
-                    image = ax.imshow(F.comparison_image(trace.map_paths[0], gold))
-                else:
-                    image = ax.imshow(
-                        trace.weights[0], cmap="RdBu_r", vmin=-w_max[0], vmax=w_max[0]
-                    )
-                F.label_grid(ax, gold.shape, title=_panel_title(temp, count, True), small=True)
-                panels[(count, temp)] = (image, ax.title)
-        animated = [a for pair in panels.values() for a in pair]
-        if kind == "paths":
-            fig.legend(
-                handles=F.legend_patches(
-                    {
-                        "on both": F.PATH_COLOURS["both"],
-                        "gold only": F.PATH_COLOURS["gold only"],
-                        "MAP only": F.PATH_COLOURS["predicted only"],
-                    }
-                ),
-                loc="outside lower center",
-                ncol=3,
-                frameon=False,
-            )
-            what = "noise-free MAP path of the weights"
-        else:
-            bar = fig.colorbar(next(iter(panels.values()))[0], ax=axes, shrink=0.8)
-            bar.set_label("weight θ")
-            animated.append(bar.ax)
-            what = "weights θ"
-        head = f"Learning with I-MLE: {what}, step"
-        tail = "(τ = input/target noise temperature, S = samples per step)"
-        title = fig.suptitle(f"{head} {steps[-1]} {tail}", fontsize=11)
-        blitter = F.Blitter(fig, [*animated, title])
-        gif = GifWriter(out / f"learning_{kind}.gif", duration_ms=120, hold_ms=3000, colours=128)
-        for i in _progress(range(len(steps)), f"learning_{kind}.gif", len(steps), quiet):
-            for (count, temp), (image, panel_title) in panels.items():
-                trace = cell[(count, temp)]
-                ok = bool(trace.map_is_gold[steps[i]])
-                panel_title.set_text(_panel_title(temp, count, ok))
-                panel_title.set_color(F.PATH_COLOURS["both"] if ok else "black")
-                if kind == "paths":
-                    image.set_data(F.comparison_image(trace.map_paths[i], gold))
-                else:
-                    image.set_data(trace.weights[i])
-                    image.set_clim(-w_max[i], w_max[i])
-            title.set_text(f"{head} {steps[i]} {tail}")
-            gif.add(blitter.render())
-        written.append(gif.close())
-    return written
-
-
-def _panel_title(temp: tuple[float, float], count: int, gold: bool) -> str:
-    return f"τ {temp[0]:g}/{temp[1]:g}, S = {count}" + ("  ✓ MAP = gold" if gold else "")

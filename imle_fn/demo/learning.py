@@ -10,7 +10,6 @@ configuration. The noise is the demo's bottleneck (``S_max * H * W * num_terms``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,110 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from imle_fn.demo.configs import REFERENCE_HYPER, Hyper, LearningConfig
 from imle_fn.demo.maps import hamming_loss
+from imle_fn.demo.timing import TimedSolver, Timer
 from imle_fn.imle import imle
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import sum_of_gamma
 
 __all__ = [
-    "DEFAULT_CONFIGS",
-    "REFERENCE_CONFIGS",
-    "REFERENCE_TEMPERATURES",
-    "Hyper",
-    "LearningConfig",
     "LearningTrace",
-    "Timer",
     "learn",
     "select_frames",
     "uniform_init",
 ]
-
-
-@dataclass(frozen=True)
-class LearningConfig:
-    """One learning run of the reference: noise temperatures and number of samples per step."""
-
-    input_temperature: float
-    target_temperature: float
-    num_samples: int
-
-    def __post_init__(self) -> None:
-        if self.input_temperature < 0 or self.target_temperature < 0:
-            raise ValueError(f"temperatures: expected >= 0, got {self.temperatures}")
-        if self.input_temperature == 0 and self.target_temperature > 0:
-            raise ValueError(
-                "temperatures: a target temperature > 0 needs an input temperature > 0 (the target"
-                f" reuses the input's noise), got {self.temperatures}"
-            )
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples: expected >= 1, got {self.num_samples}")
-
-    @property
-    def temperatures(self) -> tuple[float, float]:
-        return (self.input_temperature, self.target_temperature)
-
-    @property
-    def label(self) -> str:
-        """Short human-readable name, e.g. ``"tau 1/1, S=10"``."""
-        return f"tau {self.input_temperature:g}/{self.target_temperature:g}, S={self.num_samples}"
-
-
-REFERENCE_TEMPERATURES: tuple[tuple[float, float], ...] = ((0, 0), (1, 1), (2, 2), (5, 5), (5, 0))
-"""(input, target) noise temperatures of the reference's learning animations."""
-REFERENCE_CONFIGS: tuple[LearningConfig, ...] = tuple(
-    LearningConfig(t_in, t_out, s) for s in (1, 10, 100) for t_in, t_out in REFERENCE_TEMPERATURES
-)
-"""All 15 reference configurations (every temperature pair with 1, 10 and 100 samples)."""
-DEFAULT_CONFIGS: tuple[LearningConfig, ...] = tuple(
-    c for c in REFERENCE_CONFIGS if c.num_samples <= 10
-)
-"""The demo's default subset: every temperature pair with 1 and 10 samples."""
-
-
-@dataclass(frozen=True)
-class Hyper:
-    """The reference's hyper-parameters (target alpha, beta = lam, SoG noise, Adam, steps)."""
-
-    lam: float = 10.0
-    alpha: float = 1.0
-    k: float = 1.3 * 16
-    num_terms: int = 100
-    lr: float = 0.005
-    steps: int = 1100
-
-
-class Timer:
-    """Accumulates wall time per named phase (``with timer("noise"): ...``)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._name = ""
-        self._start = 0.0
-
-    def __call__(self, name: str) -> Timer:
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        elapsed = time.perf_counter() - self._start
-        self.seconds[self._name] = self.seconds.get(self._name, 0.0) + elapsed
-
-
-class _TimedSolver:
-    """A solver that adds its own running time to a `Timer` under ``"solver"``."""
-
-    def __init__(self, solver: Any, timer: Timer) -> None:
-        self.solver = solver
-        self.timer = timer
-        self.event_ndim = solver.event_ndim
-        self.backend = solver.backend
-
-    def __call__(self, theta: Any) -> Any:
-        with self.timer("solver"):
-            return self.solver(theta)
 
 
 @dataclass
@@ -198,7 +106,7 @@ def learn(
     theta0: torch.Tensor,
     solver: Any,
     *,
-    hyper: Hyper = Hyper(),
+    hyper: Hyper = REFERENCE_HYPER,
     generator: torch.Generator,
     frame_steps: Sequence[int] = (),
     timer: Timer | None = None,
@@ -241,7 +149,7 @@ def learn(
             f"theta0: expected {num} initial maps (one per config), got {theta0.shape[0]}"
         )
     timer = timer if timer is not None else Timer()
-    timed = _TimedSolver(solver, timer)
+    timed = TimedSolver(solver, timer)
     steps = hyper.steps
     snap = {t for t in frame_steps if 0 <= t <= steps}
     groups = _groups(configs)

@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imle_fn.demo.learning import (
-    DEFAULT_CONFIGS,
-    REFERENCE_CONFIGS,
-    Hyper,
-    LearningConfig,
-    LearningTrace,
-    Timer,
-    learn,
-    select_frames,
-    uniform_init,
-)
+from imle_fn.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
+from imle_fn.demo.learning import LearningTrace, learn, select_frames, uniform_init
 from imle_fn.demo.maps import flat_map, reference_map
+from imle_fn.demo.timing import Timer
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import sum_of_gamma
 from imle_fn.shortest_path import GridShortestPath
@@ -90,7 +82,7 @@ def run_demo(
         frames: frames of each learning animation.
         gradient_frames: frames of gradients.gif.
     """
-    from imle_fn.demo import animations, figures
+    from imle_fn.demo import animations, figures, learning_animations
 
     out.mkdir(parents=True, exist_ok=True)
     hyper = Hyper(steps=steps)
@@ -157,7 +149,7 @@ def run_demo(
     )
     learning_steps = _early_steps(steps, frames)
     files.extend(
-        animations.save_learning_gifs(
+        learning_animations.save_learning_gifs(
             [select_frames(t, learning_steps) for t in traces], gold.numpy(), out, quiet=quiet
         )
     )
