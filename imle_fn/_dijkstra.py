@@ -9,16 +9,17 @@ Algorithm: Dijkstra with an array-backed indexed binary heap (decrease-key, ever
 in the heap), early exit when the target is popped. The grid is copied into a float64 workspace
 padded with a one-cell border of cost ``+inf``, so neighbours need no bounds checks.
 
-Deterministic tie-breaking:
+Deterministic tie-breaking: the search runs on lexicographic labels ``(distance, hops)`` (hops =
+steps from the source), so
 
-* the heap pops the cell with the smallest ``(distance, row-major cell index)`` among the cells it
-  holds (with positive costs this is the global settling order; a zero-cost cell found later may
-  be settled after a larger-index cell of the same distance);
-* a cell's predecessor is replaced only on a *strict* improvement of its distance, so it is the
-  first settled neighbour (in that pop order) that reaches the cell's final distance.
+* among minimum-cost paths, one with the fewest cells is returned;
+* cells are settled in lexicographic order of ``(distance, hops, row-major cell index)``;
+* a cell's predecessor is replaced only on a strict improvement of its label, so it is the first
+  settled neighbour that reaches the cell's final label.
 
 The path is the predecessor chain from the target back to the source; it depends only on the
-costs, never on the thread count or on how the batch was chunked.
+costs, never on the thread count or on how the batch was chunked. The torch twin
+(`imle_fn.shortest_path_torch`) implements the same rule.
 
 Status codes written per instance (the Python layer turns them into errors): `OK`, `NAN`,
 `NEG_INF`, `NEGATIVE` (a negative cost while not clamping), `UNREACHABLE` (no finite-cost path).
@@ -51,53 +52,56 @@ UNREACHABLE = 4
 _UNSEEN = -1
 
 
+_CELL = 0xFFFFFFFF  # htie = (hops << 32) | cell: low 32 bits hold the cell
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _sift_up(hkey, hcell, pos, i, key, cell):  # type: ignore[no-untyped-def]
-    """Move ``cell`` with ``key`` up from heap slot ``i``; writes hkey, hcell, pos in place."""
+def _sift_up(hkey, htie, pos, i, key, tie):  # type: ignore[no-untyped-def]
+    """Move the entry ``(key, tie)`` up from heap slot ``i``; writes hkey, htie, pos in place."""
     while i > 0:
         p = (i - 1) >> 1
         pk = hkey[p]
-        pc = hcell[p]
-        if key < pk or (key == pk and cell < pc):
+        pt = htie[p]
+        if key < pk or (key == pk and tie < pt):
             hkey[i] = pk
-            hcell[i] = pc
-            pos[pc] = i
+            htie[i] = pt
+            pos[pt & _CELL] = i
             i = p
         else:
             break
     hkey[i] = key
-    hcell[i] = cell
-    pos[cell] = i
+    htie[i] = tie
+    pos[tie & _CELL] = i
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sift_down(hkey, hcell, pos, size, key, cell):  # type: ignore[no-untyped-def]
-    """Place ``cell`` with ``key`` at the root of a heap of ``size`` and sift it down."""
+def _sift_down(hkey, htie, pos, size, key, tie):  # type: ignore[no-untyped-def]
+    """Place the entry ``(key, tie)`` at the root of a heap of ``size`` and sift it down."""
     i = 0
     while True:
         c = 2 * i + 1
         if c >= size:
             break
         ck = hkey[c]
-        cc = hcell[c]
+        ct = htie[c]
         r = c + 1
         if r < size:
             rk = hkey[r]
-            rc = hcell[r]
-            if rk < ck or (rk == ck and rc < cc):
+            rt = htie[r]
+            if rk < ck or (rk == ck and rt < ct):
                 c = r
                 ck = rk
-                cc = rc
-        if ck < key or (ck == key and cc < cell):
+                ct = rt
+        if ck < key or (ck == key and ct < tie):
             hkey[i] = ck
-            hcell[i] = cc
-            pos[cc] = i
+            htie[i] = ct
+            pos[ct & _CELL] = i
             i = c
         else:
             break
     hkey[i] = key
-    hcell[i] = cell
-    pos[cell] = i
+    htie[i] = tie
+    pos[tie & _CELL] = i
 
 
 @njit(cache=True, nogil=True)
@@ -122,7 +126,8 @@ def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, out, status):  # t
     pred = np.empty(n, dtype=np.int32)
     pos = np.empty(n, dtype=np.int32)
     hkey = np.empty(H * W, dtype=np.float64)
-    hcell = np.empty(H * W, dtype=np.int32)
+    htie = np.empty(H * W, dtype=np.int64)
+    hops = np.zeros(n, dtype=np.int64)  # 0 on the border: never "improved" at cost +inf
     if eight:
         off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], dtype=np.int64)
     else:
@@ -152,42 +157,48 @@ def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, out, status):  # t
                         code = NEGATIVE
                 cpad[v] = x
                 pos[v] = _UNSEEN
+                hops[v] = 0 if x == inf else n  # walls: never "improved" at cost +inf
         if code != OK:
             status[b] = code
             continue
         if cpad[s] == inf:
             status[b] = UNREACHABLE
             continue
-        # Dijkstra from s; the heap holds (dist, cell) keys, pos[] indexes it.
+        # Dijkstra from s; heap entries are (dist, hops << 32 | cell), pos[] indexes them.
         dist[s] = cpad[s]
+        hops[s] = 0
         size = 1
         hkey[0] = dist[s]
-        hcell[0] = s
+        htie[0] = s
         pos[s] = 0
         reached = False
         while size > 0:
-            u = np.int64(hcell[0])
+            u = htie[0] & _CELL
             size -= 1
             if size > 0:
-                _sift_down(hkey, hcell, pos, size, hkey[size], hcell[size])
+                _sift_down(hkey, htie, pos, size, hkey[size], htie[size])
             if u == t:
                 reached = True
                 break
             du = dist[u]
+            nh = hops[u] + 1
             # No "settled" test: with costs >= 0 a settled cell never improves (du >= its
-            # distance), and walls and the border (cost +inf) give nd = inf, never < dist.
+            # distance, and equal distances come with fewer hops), and walls and the border
+            # (cost +inf) give nd = inf, never < dist, with hops 0 or n, never > nh.
             for k in range(nnb):
                 v = u + off[k]
                 nd = du + cpad[v]
-                if nd < dist[v]:
+                dv = dist[v]
+                if nd < dv or (nd == dv and nh < hops[v]):
                     pv = pos[v]
                     dist[v] = nd
+                    hops[v] = nh
                     pred[v] = u
                     if pv == _UNSEEN:
-                        _sift_up(hkey, hcell, pos, size, nd, v)
+                        _sift_up(hkey, htie, pos, size, nd, (nh << 32) | v)
                         size += 1
                     else:
-                        _sift_up(hkey, hcell, pos, pv, nd, v)
+                        _sift_up(hkey, htie, pos, pv, nd, (nh << 32) | v)
         if not reached:
             status[b] = UNREACHABLE
             continue

@@ -13,9 +13,9 @@ round-trip to the host:
    than CPUs (use the Numba solver there).
 2. Predecessors: ``pred[v]`` = the neighbour minimising ``(dist[u], hops[u], row-major index of u)``
    where ``hops`` is the sweep at which ``dist[u]`` became final (the fewest steps of a minimum-cost
-   path). Ties are thus broken towards paths with fewer cells, then smaller cell indices: the same
-   optimal cost as the Numba solver (both accumulate in float64) but, among equal-cost paths,
-   not necessarily the same path.
+   path). This is the Numba solver's tie rule (fewest cells among minimum-cost paths, then the
+   smaller cell index), so both return the same path; they could differ only where two different
+   float64 sums round to the same value (not observed in the tests).
 3. The path by pointer doubling on ``pred`` (``ceil(log2(H*W))`` gather/scatter rounds from the
    target), with no data-dependent loop.
 

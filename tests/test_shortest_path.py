@@ -57,16 +57,16 @@ def dijkstra_oracle(
     return dist.get(t, math.inf)
 
 
-def brute_force_oracle(costs: np.ndarray, neighbourhood: int) -> float:
-    """Minimum cost over ALL simple paths from (0, 0) to (H-1, W-1) (tiny grids only)."""
+def brute_force_oracle(costs: np.ndarray, neighbourhood: int) -> tuple[float, int]:
+    """Minimum ``(cost, cells)`` over ALL simple paths from (0, 0) to (H-1, W-1) (tiny grids)."""
     H, W = costs.shape
     t = (H - 1, W - 1)
-    best = math.inf
+    best = (math.inf, 0)
 
     def walk(u: tuple[int, int], cost: float, seen: set[tuple[int, int]]) -> None:
         nonlocal best
         if u == t:
-            best = min(best, cost)
+            best = min(best, (cost, len(seen)))
             return
         for v in neighbours(*u, H, W, neighbourhood):
             if v not in seen and costs[v] < math.inf:
@@ -122,16 +122,18 @@ def grids(max_side: int, max_batch: int = 3) -> st.SearchStrategy[np.ndarray]:
 @HYP
 @given(costs=grids(3), neighbourhood=st.sampled_from([4, 8]))
 def test_matches_brute_force_on_tiny_grids(costs: np.ndarray, neighbourhood: int) -> None:
+    # VALUES are dyadic, so path sums are exact and "fewest cells among the cheapest" is exact too.
     best = [brute_force_oracle(c, neighbourhood) for c in costs]
-    if any(math.isinf(b) for b in best):
-        first = next(i for i, b in enumerate(best) if math.isinf(b))
+    if any(math.isinf(b[0]) for b in best):
+        first = next(i for i, b in enumerate(best) if math.isinf(b[0]))
         with pytest.raises(ValueError, match=rf"costs\[{first}\]: the target cannot be reached"):
             shortest_path(costs, neighbourhood=neighbourhood)
         return
     z = shortest_path(costs, neighbourhood=neighbourhood)
     for b in range(len(costs)):
         assert_one_path(z[b], neighbourhood)
-        assert path_cost(costs[b], z[b]) == pytest.approx(best[b], rel=1e-12, abs=1e-12)
+        assert path_cost(costs[b], z[b]) == best[b][0]
+        assert z[b].sum() == best[b][1]  # the documented tie rule: fewest cells
 
 
 @HYP
@@ -182,8 +184,17 @@ def test_documented_tie_breaking() -> None:
     # first and becomes the target's predecessor.
     z = shortest_path(np.ones((2, 2)), neighbourhood=4)
     np.testing.assert_array_equal(z, [[1, 1], [0, 1]])
-    # 8-neighbourhood on a 3x3 of ones: the diagonal is the unique 3-cell path.
-    np.testing.assert_array_equal(shortest_path(np.ones((3, 3))), np.eye(3))
+    # All-zero costs: every path costs 0; the fewest cells wins (the diagonal, or 5 cells with
+    # 4-neighbours, then the smaller indices: along the top row, down the right column).
+    np.testing.assert_array_equal(shortest_path(np.zeros((4, 4))), np.eye(4))
+    np.testing.assert_array_equal(
+        shortest_path(np.zeros((3, 3)), neighbourhood=4), [[1, 1, 1], [0, 0, 1], [0, 0, 1]]
+    )
+    # A cheaper long detour beats a short expensive path: cost first, cells second.
+    costs = np.array([[0.0, 5.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(
+        shortest_path(costs, neighbourhood=4, target=(0, 2)), [[1, 0, 1], [1, 0, 1], [1, 1, 1]]
+    )
 
 
 def test_deterministic_and_batch_invariant() -> None:
