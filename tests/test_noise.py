@@ -333,3 +333,35 @@ def test_forked_child_gets_the_same_samples() -> None:
         [sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_ziggurat_normal_and_exponential() -> None:
+    """The kernel's normal and exponential variates, tails included (one-sample KS, tail counts)."""
+    from numba import njit
+    from scipy.stats import kstest
+
+    from imle_fn import _noise_kernels as nk
+
+    @njit
+    def draw(n: int, seed: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+        state = seed
+        normal, exponential = np.empty(n), np.empty(n)
+        for j in range(n):
+            state, normal[j] = nk._normal(state)
+            state, exponential[j] = nk._exponential(state)
+        return normal, exponential
+
+    n = 400_000
+    normal, exponential = draw(n, np.uint64(2024))
+    assert kstest(normal, "norm").pvalue > 1e-3
+    assert kstest(exponential, "expon").pvalue > 1e-3
+    # The tails beyond the base layer's edge r come from separate code paths: their counts are
+    # Poisson(n * p); accept 5 standard deviations.
+    p_normal = math.erfc(nk._NORMAL_R / math.sqrt(2.0))  # P(|x| > r), 2.6e-4
+    p_exp = math.exp(-nk._EXP_R)  # 4.5e-4
+    upper = int(np.count_nonzero(normal > nk._NORMAL_R))
+    lower = int(np.count_nonzero(normal < -nk._NORMAL_R))
+    exp_tail = int(np.count_nonzero(exponential > nk._EXP_R))
+    for count, p in [(upper + lower, p_normal), (exp_tail, p_exp)]:
+        assert abs(count - n * p) < 5 * math.sqrt(n * p), (count, n * p)
+    assert abs(upper - lower) < 5 * math.sqrt(n * p_normal)  # both signs of the normal tail
