@@ -371,3 +371,39 @@ def test_compile_equals_eager_for_every_estimator() -> None:
         for a, b in zip(got, eager, strict=True):
             torch.testing.assert_close(a, b)
         assert eager[2][1] == 12 and eager[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_dtype_kept_and_state_without_grad(name: str) -> None:
+    theta = torch.randn(4, 5, generator=gen(27)).requires_grad_()  # float32
+    noise = gumbel((3, 4, 5), generator=gen(28))
+    out = ESTIMATORS[name](theta, TopK(2), noise)
+    out.sum().backward()
+    assert (
+        out.dtype == torch.float32 and theta.grad is not None and theta.grad.dtype == torch.float32
+    )
+    state = aimle_state(1.0)  # a state that does not require grad: fine, no statistics kept
+    theta.grad = None
+    (aimle(theta, noise, TopK(2), state) * noise).sum().backward()
+    assert state.grad is None and theta.grad is not None
+
+
+def test_bad_hyper_parameters_name_the_argument() -> None:
+    theta = torch.zeros(2, 3)
+    noise = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="noise: the perturbed optimizer needs noise"):
+        perturbed(theta, None, TopK(1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="noise_type"):
+        perturbed(theta, noise, TopK(1), noise_type="cauchy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sigma: expected > 0"):
+        perturbed(theta, noise, TopK(1), sigma=0.0)
+    with pytest.raises(ValueError, match="lam: expected > 0"):
+        imle_central(theta, noise, TopK(1), lam=-1.0)
+    with pytest.raises(ValueError, match="lam: expected a finite number"):
+        dbb(theta, TopK(1), lam=float("nan"))
+    with pytest.raises(ValueError, match="temperature: expected >= 0"):
+        ste(theta, noise, TopK(1), temperature=-0.5)
+    with pytest.raises(ValueError, match="decay"):
+        aimle_update(aimle_state(), None, decay=1.5)
+    with pytest.raises(TypeError, match=r"y: expected a torch\.Tensor"):
+        fenchel_young_loss(theta, [0, 1, 0], None, TopK(1))  # type: ignore[arg-type]

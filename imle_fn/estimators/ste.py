@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar
 
 import torch
 
 from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn.estimators._checks import check_nonnegative
 from imle_fn.perturb import perturb
 
 __all__ = ["STE", "ste", "ste_vjp"]
@@ -77,10 +77,5 @@ def ste(
     Returns:
         ``[*sample, *batch, *event]`` MAP states.
     """
-    if (
-        not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or temperature < 0
-    ):
-        raise ValueError(f"temperature: expected a finite number >= 0, got {temperature!r}")
-    return estimate(STE(float(temperature)), theta, noise, solver, event_ndim)
+    estimator = STE(check_nonnegative("temperature", temperature))
+    return estimate(estimator, theta, noise, solver, event_ndim)
