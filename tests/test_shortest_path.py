@@ -410,3 +410,22 @@ def test_grid_shortest_path_in_map_solve_and_imle() -> None:
     target[-1] = 1
     ((zs - target) ** 2).sum().backward()
     assert theta.grad is not None and theta.grad.abs().sum() > 0
+
+
+def test_grid_shortest_path_in_the_compat_layer() -> None:
+    from imle_fn.compat import SumOfGammaNoiseDistribution, TargetDistribution, imle
+
+    torch.manual_seed(0)
+    layer = imle(
+        GridShortestPath(),
+        target_distribution=TargetDistribution(alpha=1.0, beta=10.0),
+        noise_distribution=SumOfGammaNoiseDistribution(k=1.3 * 8, nb_iterations=10),
+        nb_samples=3,
+    )
+    weights = torch.randn(2, 8, 8, requires_grad=True)
+    z = layer(weights)  # [B * S, H, W], sample index fastest
+    assert z.shape == (6, 8, 8)
+    for zb in z.detach().numpy():
+        assert_one_path(zb, 8)
+    z.sum().backward()
+    assert weights.grad is not None and torch.isfinite(weights.grad).all()
