@@ -373,6 +373,28 @@ def test_compile_equals_eager_for_every_estimator() -> None:
         assert eager[2][1] == 12 and eager[1].abs().sum() > 0
 
 
+def test_compile_equals_eager_with_vmap_inside() -> None:
+    """vmap inside the compiled function (the op's vmap rule and each estimator's out_dims)."""
+    theta = torch.randn(3, 4, 5, generator=gen(29), dtype=F64)
+    w = torch.randn(3, 1, 4, 5, generator=gen(30), dtype=F64)
+    solver = TopK(2)
+    state = aimle_state(0.5, dtype=F64)
+
+    def total(t: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros((), dtype=F64)
+        for name, fn in ESTIMATORS.items():
+            z = vmap(lambda x, fn=fn: fn(x, solver, NOISE))(t)  # [3, (S,) 4, 5]
+            out = out + (z * (w if z.ndim == 4 else w[:, 0])).sum() * (1 + len(name))
+        return out + (vmap(lambda x: aimle(x, NOISE, solver, state))(t) * w).sum()
+
+    compiled = torch.compile(total, backend="aot_eager", fullgraph=True)
+    t = theta.clone().requires_grad_()
+    eager = torch.autograd.grad(total(t), t)[0]
+    got = torch.autograd.grad(compiled(t), t)[0]
+    torch.testing.assert_close(got, eager)
+    assert eager.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_dtype_kept_and_state_without_grad(name: str) -> None:
     theta = torch.randn(4, 5, generator=gen(27)).requires_grad_()  # float32

@@ -80,7 +80,8 @@ class Perturbed(Estimator):
     def forward(
         self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        assert noise is not None  # `perturbed` checks this
+        if noise is None:
+            raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
         ns = num_sample_dims(theta, noise)
         eps = noise.reshape(-1, *noise.shape[ns:])  # [S, *theta-like]
         x = torch.broadcast_to(theta + self.sigma * eps, (eps.shape[0], *theta.shape))
@@ -102,7 +103,8 @@ class Perturbed(Estimator):
         residual: torch.Tensor,
         solve: Solve,
     ) -> torch.Tensor:
-        assert noise is not None
+        if noise is None:
+            raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
         eps = noise.reshape(-1, *noise.shape[num_sample_dims(theta, noise) :])
         num = eps.shape[0]
         z_base = residual[num] if self.control_variate else None
