@@ -150,6 +150,7 @@ class RaySolver:
         self._lock = threading.Lock()
         self._solver_ref: Any = None
         self._remote: Any = None
+        self._job: Any = None  # the Ray job that _remote, _solver_ref and _actors belong to
         self._workers = 1
         self._actors: list[Any] = []
 
@@ -185,6 +186,10 @@ class RaySolver:
         ray = self._ray
         if not ray.is_initialized():
             ray.init(address=self.address, **self.init_kwargs)
+        context = ray.get_runtime_context()
+        job = (context.get_job_id(), context.get_node_id())
+        if job != self._job:  # first call, or Ray was shut down and started again
+            self._remote, self._solver_ref, self._actors, self._job = None, None, [], job
         if self._remote is None:
             total = ray.cluster_resources().get("CPU", 0.0)
             if self.num_cpus * (self.num_actors or 1) > total:
