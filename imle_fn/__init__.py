@@ -1,29 +1,56 @@
 """imle_fn: Implicit MLE as composable, functional PyTorch.
 
 Data flows one way: noise (`sum_of_gamma`, `gumbel`) -> `perturb` -> `map_solve` -> `imle`
-(forward) with `imle_vjp` (backward). `imle_fn.compat` is a drop-in for uclnlp/torch-imle.
+(forward) with `imle_vjp` (backward). The other estimators (`aimle`, `imle_central`, `dbb`,
+`perturbed`, `fenchel_young_loss`, `ste`) share the same interface. `imle_fn.compat` is a drop-in
+for uclnlp/torch-imle; `imle_fn.ray.RaySolver` spreads solver calls over a Ray cluster.
 """
 
+from imle_fn.estimators import (
+    aimle,
+    aimle_state,
+    aimle_update,
+    dbb,
+    fenchel_young_loss,
+    imle_central,
+    perturbed,
+    ste,
+)
 from imle_fn.imle import imle, imle_vjp
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import gumbel, sum_of_gamma
 from imle_fn.perturb import perturb
 from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
+from imle_fn.shortest_path_torch import TorchGridShortestPath, shortest_path_torch
 from imle_fn.solver import Backend, FunctionSolver, Solver, as_solver
+from imle_fn.topk import TopK, topk_log_partition, topk_marginals
 
 __all__ = [
     "Backend",
     "FunctionSolver",
     "GridShortestPath",
     "Solver",
+    "TopK",
+    "TorchGridShortestPath",
+    "aimle",
+    "aimle_state",
+    "aimle_update",
     "as_solver",
+    "dbb",
+    "fenchel_young_loss",
     "gumbel",
     "imle",
+    "imle_central",
     "imle_vjp",
     "map_solve",
     "path_cost",
     "perturb",
+    "perturbed",
     "shortest_path",
+    "shortest_path_torch",
+    "ste",
     "sum_of_gamma",
+    "topk_log_partition",
+    "topk_marginals",
 ]
 __version__ = "0.1.0"
