@@ -6,6 +6,7 @@ Warcraft sizes 12, 18, 24, 30 x batch 1, 64, 1024 of random terrain (the five Wa
 float32, 8-neighbourhood, both ends counted). In the same run:
 
 * ``heapq``: the reference-style pure-Python Dijkstra (at most 8 instances per call);
+* ``heapq_lean``: a leaner pure-Python heapq Dijkstra (early exit; at most 8 instances per call);
 * ``scipy``: ``scipy.sparse.csgraph.dijkstra``, graph built once (at most 64 instances per call);
 * ``c_1thread``: a tight single-threaded C Dijkstra (batch 1024 only; skipped without a compiler);
 * ``imle_fn_1thread``: the Numba solver restricted to one thread (batch 1024 only);
@@ -30,7 +31,12 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from bench.baselines import ScipyGridDijkstra, c_dijkstra_batch, heapq_dijkstra_batch
+from bench.baselines import (
+    ScipyGridDijkstra,
+    c_dijkstra_batch,
+    heapq_dijkstra_batch,
+    heapq_dijkstra_lean_batch,
+)
 from imle_fn.shortest_path import path_cost, shortest_path
 from imle_fn.shortest_path_torch import shortest_path_torch
 
@@ -85,6 +91,15 @@ def test_heapq(benchmark: BenchmarkFixture, K: int, B: int) -> None:
     costs = terrain(K, B)[:8]
     _label(benchmark, K, B, len(costs))
     z = benchmark(heapq_dijkstra_batch, costs)
+    np.testing.assert_allclose(path_cost(costs, z), path_cost(costs, shortest_path(costs)))
+
+
+@pytest.mark.parametrize("B", BATCHES)
+@pytest.mark.parametrize("K", SIZES)
+def test_heapq_lean(benchmark: BenchmarkFixture, K: int, B: int) -> None:
+    costs = terrain(K, B)[:8]
+    _label(benchmark, K, B, len(costs))
+    z = benchmark(heapq_dijkstra_lean_batch, costs)
     np.testing.assert_allclose(path_cost(costs, z), path_cost(costs, shortest_path(costs)))
 
 
