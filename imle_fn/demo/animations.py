@@ -71,7 +71,7 @@ class GifWriter:
             append_images=images[1:],
             duration=durations,
             loop=0,
-            optimize=False,
+            optimize=True,  # shrink the palette to the colours used: fewer bits per pixel
         )
         self.frames = []
         return self.path
@@ -225,7 +225,7 @@ def save_gradients_gif(
     head = "I-MLE gradients on a flat map, step"
     title = fig.suptitle(f"{head} {trace.frame_steps[-1]}\n{subtitle}", fontsize=11)
     blitter = F.Blitter(fig, [w_img, g_img, m_img, title])
-    writer = GifWriter(path, duration_ms=120, hold_ms=2000, colours=128)
+    writer = GifWriter(path, duration_ms=120, hold_ms=2000, colours=96)
     for i in progress(range(num), "gradients.gif", num, quiet):
         w_img.set_data(weights[i])
         g_img.set_data(grads[i])

@@ -192,9 +192,9 @@ def save_learning_png(traces: Sequence[Any], path: Path, *, smooth: int = 25) ->
         ax.set_xlabel("Adam step")
         ax.set_yscale("symlog", linthresh=1.0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="input/target temperature", title_fontsize=7)
-    axes[0].set_ylabel(f"sampled Hamming loss (moving average over {smooth} steps)")
+        ax.legend(fontsize=7, title="input/target temperature", title_fontsize=7, loc="best")
+    axes[0].set_ylabel(f"sampled Hamming loss ({smooth}-step moving average)")
     fig.suptitle(
-        "Learning the map's weights from the gold path with I-MLE (dotted: first step the MAP path equals gold)"
+        "I-MLE learning of the map's weights (dotted: first step the MAP path equals gold)"
     )
     return save_png(fig, path)

@@ -84,7 +84,7 @@ def save_learning_gifs(
         tail = "(τ = input/target noise temperature, S = samples per step)"
         title = fig.suptitle(f"{head} {steps[-1]} {tail}", fontsize=11)
         blitter = F.Blitter(fig, [*animated, title])
-        gif = GifWriter(out / f"learning_{kind}.gif", duration_ms=120, hold_ms=3000, colours=128)
+        gif = GifWriter(out / f"learning_{kind}.gif", duration_ms=120, hold_ms=3000, colours=64)
         for i in progress(range(len(steps)), f"learning_{kind}.gif", len(steps), quiet):
             for (count, temp), (image, panel_title) in panels.items():
                 trace = cell[(count, temp)]
