@@ -10,8 +10,8 @@ float32, 8-neighbourhood, both ends counted). In the same run:
 * ``scipy``: ``scipy.sparse.csgraph.dijkstra``, graph built once (at most 64 instances per call);
 * ``c_1thread``: a tight single-threaded C Dijkstra (batch 1024 only; skipped without a compiler);
 * ``imle_fn_1thread``: the Numba solver restricted to one thread (batch 1024 only);
-* ``torch_twin``: `imle_fn.shortest_path_torch.shortest_path_torch` on the CPU (batch 64 only; it is
-  meant for GPUs, where it was not measured here).
+* ``torch_twin``: `imle_fn.shortest_path_torch.shortest_path_torch` on the CPU with one torch
+  thread (batch 64 only; it is meant for GPUs, where it was not measured here).
 
 Each benchmark stores ``instances`` (per call) in ``extra_info``: divide its time by it for the
 per-instance time. JIT compilation and the cache load happen before timing.
@@ -127,9 +127,14 @@ def test_c_1thread(benchmark: BenchmarkFixture, K: int) -> None:
 @pytest.mark.parametrize("K", SIZES)
 def test_torch_twin(benchmark: BenchmarkFixture, K: int) -> None:
     costs = torch.from_numpy(terrain(K, 64))
-    shortest_path_torch(costs)
-    _label(benchmark, K, 64, 64)
-    z = benchmark(shortest_path_torch, costs)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # intra-op threads only add OpenMP contention on a shared 2-core VM
+    try:
+        shortest_path_torch(costs)
+        _label(benchmark, K, 64, 64)
+        z = benchmark(shortest_path_torch, costs)
+    finally:
+        torch.set_num_threads(previous)
     np.testing.assert_allclose(
         path_cost(costs.double(), z.double()).numpy(),
         path_cost(costs.numpy(), shortest_path(costs.numpy())),

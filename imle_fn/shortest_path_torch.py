@@ -7,7 +7,8 @@ round-trip to the host:
 
 1. Distances by batched min-plus relaxation to a fixed point (Bellman-Ford in Jacobi sweeps):
    ``dist <- min(dist, min_{u in N(v)} dist[u] + costs[v])``, where the neighbourhood minimum is a
-   3x3 (8-neighbourhood) or cross-shaped (4) max-pool of ``-dist`` (the sweeps run on ``-dist``). Iterations run in blocks of
+   3x3 (8-neighbourhood) or cross-shaped (4) maximum of shifted views of ``-dist`` (the sweeps run
+   on ``-dist``). Iterations run in blocks of
    `CHECK_EVERY` between convergence checks; the number of sweeps is about the number of cells on
    the longest shortest path, so this suits GPUs (one launch per sweep for the whole batch) far more
    than CPUs (use the Numba solver there).
@@ -152,13 +153,18 @@ def _grid_shortest_path_vmap(
 
 
 def _neighbour_max(score: torch.Tensor, neighbourhood: int) -> torch.Tensor:
-    """``[B, H, W]`` -> max of ``score`` over each cell's neighbourhood, the cell itself included."""
-    x = score.unsqueeze(1)  # [B, 1, H, W]; max-pool pads with -inf
+    """``[B, H, W]`` -> max of ``score`` over each cell's neighbourhood, the cell itself included.
+
+    Shifted views of a ``-inf``-padded copy (max-pooling is far slower on CPUs): separable rows
+    then columns for the 3x3 window, a cross of five cells for the 4-neighbourhood.
+    """
+    p = F.pad(score, (1, 1, 1, 1), value=-math.inf)  # [B, H+2, W+2]
     if neighbourhood == 8:
-        return F.max_pool2d(x, 3, stride=1, padding=1).squeeze(1)
-    rows = F.max_pool2d(x, (1, 3), stride=1, padding=(0, 1))
-    cols = F.max_pool2d(x, (3, 1), stride=1, padding=(1, 0))
-    return torch.maximum(rows, cols).squeeze(1)
+        rows = torch.maximum(torch.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])  # [B, H, W+2]
+        return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
+    vertical = torch.maximum(p[:, :-2, 1:-1], p[:, 2:, 1:-1])
+    horizontal = torch.maximum(p[:, 1:-1, :-2], p[:, 1:-1, 2:])
+    return torch.maximum(torch.maximum(vertical, horizontal), score)
 
 
 def _distances(c: torch.Tensor, neighbourhood: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +181,7 @@ def _distances(c: torch.Tensor, neighbourhood: int, s: int) -> tuple[torch.Tenso
         minus one, of a minimum-cost path to each cell.
     """
     B, H, W = c.shape
-    # The sweeps work on -dist (max-plus), so each one is a max-pool, a subtraction and a maximum.
+    # The sweeps work on -dist (max-plus): a neighbourhood maximum, a subtraction and a maximum.
     start = torch.full_like(c, -math.inf).flatten(1)  # [B, H*W]
     start[:, s] = -c.flatten(1)[:, s]
     neg = start.view(B, H, W)
@@ -208,14 +214,22 @@ def _extract(
     steps = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
     if neighbourhood == 4:
         steps = [(dr, dc) for dr, dc in steps if dr == 0 or dc == 0]
-    # Neighbours in increasing row-major offset, so argmin's first-minimum rule prefers the
-    # smaller cell index.
+    # Neighbours in increasing row-major offset; a later one must be strictly better to win, so
+    # full ties go to the smaller cell index.
     pd = F.pad(dist, (1, 1, 1, 1), value=math.inf)  # [B, H+2, W+2]
     ph = F.pad(hops, (1, 1, 1, 1), value=n + 1)
-    near_d = torch.stack([pd[:, 1 + a : 1 + a + H, 1 + b : 1 + b + W] for a, b in steps])
-    near_h = torch.stack([ph[:, 1 + a : 1 + a + H, 1 + b : 1 + b + W] for a, b in steps])
-    closest = near_d == near_d.amin(dim=0, keepdim=True)  # [S, B, H, W]
-    best = torch.where(closest, near_h, n + 2).argmin(dim=0)  # [B, H, W] index into steps
+
+    def view(padded: torch.Tensor, a: int, b: int) -> torch.Tensor:
+        return padded[:, 1 + a : 1 + a + H, 1 + b : 1 + b + W]  # [B, H, W]: neighbour (a, b)
+
+    best = torch.zeros(B, H, W, dtype=torch.int64, device=dist.device)  # index into steps
+    best_d, best_h = view(pd, *steps[0]), view(ph, *steps[0])
+    for k, (a, b) in enumerate(steps[1:], start=1):
+        d, h = view(pd, a, b), view(ph, a, b)
+        better = (d < best_d) | ((d == best_d) & (h < best_h))
+        best = torch.where(better, k, best)
+        best_d = torch.where(better, d, best_d)
+        best_h = torch.where(better, h, best_h)
     offsets = torch.tensor([a * W + b for a, b in steps], device=dist.device)
     cell = torch.arange(n, device=dist.device)
     jump = (cell + offsets[best.flatten(1)]).clamp(0, n - 1)  # [B, H*W] predecessor (flat)
