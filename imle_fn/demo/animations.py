@@ -7,7 +7,7 @@ tqdm).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,15 +34,24 @@ class GifWriter:
         duration_ms: display time of each frame.
         hold_ms: display time of the last frame (to pause before the loop restarts).
         colours: size of the shared palette (fewer colours, smaller file).
+        cmaps: names of the matplotlib colour maps the frames use; their colours are weighted into
+            the palette so that rare shades (one cell of a colour bar's extreme) keep their hue.
     """
 
     def __init__(
-        self, path: Path, *, duration_ms: int, hold_ms: int | None = None, colours: int = 256
+        self,
+        path: Path,
+        *,
+        duration_ms: int,
+        hold_ms: int | None = None,
+        colours: int = 256,
+        cmaps: Sequence[str] = (),
     ) -> None:
         if not 2 <= colours <= 256:
             raise ValueError(f"colours: expected 2..256, got {colours}")
         self.path = path
         self.colours = colours
+        self.cmaps = tuple(cmaps)
         self.duration_ms = duration_ms
         self.hold_ms = hold_ms if hold_ms is not None else duration_ms
         self.frames: list[np.ndarray] = []
@@ -58,7 +67,11 @@ class GifWriter:
         if not self.frames:
             raise ValueError(f"{self.path.name}: no frames to write")
         picks = np.linspace(0, len(self.frames) - 1, num=min(6, len(self.frames))).astype(int)
-        sample = Image.fromarray(np.concatenate([self.frames[i] for i in picks], axis=0))
+        parts = [self.frames[i] for i in picks]
+        width = parts[0].shape[1]
+        for name in self.cmaps:
+            parts.append(_swatch(name, width, rows=max(1, parts[0].shape[0] // 4)))
+        sample = Image.fromarray(np.concatenate(parts, axis=0))
         palette = sample.quantize(colors=self.colours, method=Image.Quantize.MEDIANCUT)
         images = [
             Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
@@ -75,6 +88,14 @@ class GifWriter:
         )
         self.frames = []
         return self.path
+
+
+def _swatch(cmap: str, width: int, rows: int) -> np.ndarray:
+    """[rows, width, 3] uint8 bands of the colour map's colours, left to right."""
+    from matplotlib import colormaps
+
+    ramp = colormaps[cmap](np.linspace(0.0, 1.0, width))[:, :3]  # [width, 3]
+    return np.repeat((ramp * 255).round().astype(np.uint8)[None], rows, axis=0)
 
 
 def progress(items: Iterable[T], desc: str, total: int, quiet: bool) -> Iterator[T]:
@@ -121,7 +142,7 @@ def save_paths_gif(
     )
     title = ax.set_title(f"Sampled path {len(paths)} of {len(paths)}\n{subtitle}", fontsize=10)
     blitter = F.Blitter(fig, [sampled, dots, title])
-    writer = GifWriter(path, duration_ms=250, hold_ms=1000)
+    writer = GifWriter(path, duration_ms=250, hold_ms=1000, cmaps=["Greys_r"])
     for i in progress(range(len(paths)), "paths.gif", len(paths), quiet):
         sampled.set_data(F.path_overlay(paths[i], F.SAMPLED, 0.9))
         title.set_text(f"Sampled path {i + 1} of {len(paths)}\n{subtitle}")
@@ -167,7 +188,7 @@ def save_distribution_gif(
         f"Distribution over paths after {len(paths)} samples\n{subtitle}", fontsize=10
     )
     blitter = F.Blitter(fig, [image, wall_image, title])
-    writer = GifWriter(gif_path, duration_ms=100, hold_ms=2500)
+    writer = GifWriter(gif_path, duration_ms=100, hold_ms=2500, cmaps=["magma"])
     for i in progress(range(len(paths)), "distribution.gif", len(paths), quiet):
         image.set_data(freq[i])
         title.set_text(f"Distribution over paths after {i + 1} samples\n{subtitle}")
@@ -225,7 +246,7 @@ def save_gradients_gif(
     head = "I-MLE gradients on a flat map, step"
     title = fig.suptitle(f"{head} {trace.frame_steps[-1]}\n{subtitle}", fontsize=11)
     blitter = F.Blitter(fig, [w_img, g_img, m_img, title])
-    writer = GifWriter(path, duration_ms=120, hold_ms=2000, colours=96)
+    writer = GifWriter(path, duration_ms=120, hold_ms=2000, cmaps=["viridis", "RdBu_r"])
     for i in progress(range(num), "gradients.gif", num, quiet):
         w_img.set_data(weights[i])
         g_img.set_data(grads[i])

@@ -84,7 +84,13 @@ def save_learning_gifs(
         tail = "(τ = input/target noise temperature, S = samples per step)"
         title = fig.suptitle(f"{head} {steps[-1]} {tail}", fontsize=11)
         blitter = F.Blitter(fig, [*animated, title])
-        gif = GifWriter(out / f"learning_{kind}.gif", duration_ms=120, hold_ms=3000, colours=64)
+        gif = GifWriter(
+            out / f"learning_{kind}.gif",
+            duration_ms=120,
+            hold_ms=3000,
+            colours=64,
+            cmaps=["RdBu_r"] if kind == "weights" else [],
+        )
         for i in progress(range(len(steps)), f"learning_{kind}.gif", len(steps), quiet):
             for (count, temp), (image, panel_title) in panels.items():
                 trace = cell[(count, temp)]
