@@ -153,3 +153,46 @@ def test_sweep(benchmark: BenchmarkFixture, side: int, mode: str) -> None:
     theta = scores(side)
     z = run(benchmark, f"sweep n={side}", make(assignment, mode), theta)
     assert torch.equal(z.sum(-1), torch.ones(SAMPLES, BATCH, side))  # permutation matrices
+
+
+def paired(mode: str, rounds: int) -> None:
+    """Alternate serial and Ray (``mode``) calls on the ``expensive`` case; print paired ratios.
+
+    On a shared machine the load drifts between pytest-benchmark's blocks of rounds; alternating
+    serial and Ray round by round exposes both to the same load, and each round gives a ratio.
+    """
+    import statistics
+    import time
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    theta = scores(EXPENSIVE_SIDE)
+    serial, distributed = make(assignment, "serial"), make(assignment, mode)
+    assert torch.equal(map_solve(theta, distributed), map_solve(theta, serial))  # warm-up
+    times: dict[str, list[float]] = {"serial": [], mode: []}
+    for r in range(rounds):
+        for name, solver in (("serial", serial), (mode, distributed)):
+            start = time.perf_counter()
+            map_solve(theta, solver)
+            times[name].append(time.perf_counter() - start)
+        print(
+            f"round {r}: serial {times['serial'][-1]:.3f} s, {mode} {times[mode][-1]:.3f} s,"
+            f" load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    ratios = [s / t for s, t in zip(times["serial"], times[mode], strict=True)]
+    print(
+        f"{mode}: median {statistics.median(times[mode]):.3f} s; serial median"
+        f" {statistics.median(times['serial']):.3f} s; median paired speed-up"
+        f" {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})"
+    )
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=paired.__doc__)
+    parser.add_argument("--mode", choices=["tasks", "actors"], default="tasks")
+    parser.add_argument("--rounds", type=int, default=9)
+    arguments = parser.parse_args()
+    paired(arguments.mode, arguments.rounds)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from imle_fn.solver import Backend, FunctionSolver, Solver
 __all__ = ["RaySolver", "SolverWorkerError"]
 
 _INSTALL_HINT = 'RaySolver needs Ray, an optional extra: pip install "imle_fn[ray]"'
+_POOLS: weakref.WeakSet[RaySolver] = weakref.WeakSet()  # RaySolvers whose actors pin CPUs
 
 
 class SolverWorkerError(RuntimeError):
@@ -152,6 +154,7 @@ class RaySolver:
         self._remote: Any = None
         self._job: Any = None  # the Ray job that _remote, _solver_ref and _actors belong to
         self._workers = 1
+        self._total = 0.0
         self._actors: list[Any] = []
 
     def __repr__(self) -> str:
@@ -191,14 +194,18 @@ class RaySolver:
         if job != self._job:  # first call, or Ray was shut down and started again
             self._remote, self._solver_ref, self._actors, self._job = None, None, [], job
         if self._remote is None:
-            total = ray.cluster_resources().get("CPU", 0.0)
-            if self.num_cpus * (self.num_actors or 1) > total:
-                raise ValueError(
-                    f"num_cpus: {self.num_cpus:g} per worker x {self.num_actors or 1} worker(s)"
-                    f" exceeds the cluster's {total:g} CPUs; Ray would wait for them forever"
-                )
-            self._workers = max(1, int(total // self.num_cpus))
+            self._total = ray.cluster_resources().get("CPU", 0.0)
             self._remote = ray.remote(SolverActor if self.use_actors else solve_rows)
+        held = sum(len(p._actors) * p.num_cpus for p in _POOLS if p is not self and p._job == job)
+        free = self._total - held  # CPUs not pinned by the actors of other RaySolvers
+        self._workers = max(1, int(free // self.num_cpus))
+        count = (self.num_actors or self._workers) if self.use_actors else 1
+        if self.num_cpus * count > free and len(self._actors) < count:
+            raise ValueError(
+                f"num_cpus: {self.num_cpus:g} per worker x {count} worker(s) exceeds the"
+                f" cluster's {self._total:g} CPUs, {held:g} of them held by the actors of other"
+                " RaySolvers (close() those); Ray would wait for them forever"
+            )
         if self.use_actors:
             options = self._remote.options(
                 num_cpus=self.num_cpus,
@@ -206,8 +213,9 @@ class RaySolver:
                 max_task_retries=self.max_retries,
             )
             args = (self._solver, self._make_solver, self.backend)
-            while len(self._actors) < (self.num_actors or self._workers):
+            while len(self._actors) < count:
                 self._actors.append(options.remote(*args))
+            _POOLS.add(self)
         elif self._solver_ref is None:
             try:
                 self._solver_ref = ray.put(self._solver)

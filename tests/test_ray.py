@@ -89,6 +89,10 @@ def test_actors_keep_state_and_order() -> None:
     try:
         np.testing.assert_array_equal(pool(theta), topk(theta))
         np.testing.assert_array_equal(pool(theta[:9]), topk(theta[:9]))
+        with pytest.raises(ValueError, match="2 of them held by the actors of other RaySolvers"):
+            RaySolver(topk, event_ndim=1)(
+                theta
+            )  # the pool pins both CPUs: a task would wait forever
     finally:
         pool.close()
     built = RaySolver(make_solver=CountingSolver, event_ndim=1, num_actors=1)
