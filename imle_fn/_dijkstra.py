@@ -25,20 +25,19 @@ Status codes written per instance (the Python layer turns them into errors): `OK
 `NEG_INF`, `NEGATIVE` (a negative cost while not clamping), `UNREACHABLE` (no finite-cost path).
 
 Threading: the batch is one ``prange`` over chunks (one chunk per thread); each chunk allocates its
-workspaces once and solves its instances one after another. `solve` picks a safe way to call the
-parallel kernel for the Numba threading layer in use; see `solve` and ``_parallel_is_safe``.
+workspaces once and solves its instances one after another. `solve` calls the parallel kernel only
+as `imle_fn._threading` allows for the Numba threading layer in use (thread and fork safety).
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import sys
-import threading
+from typing import Any
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from imle_fn import _threading
 
 __all__ = ["NAN", "NEGATIVE", "NEG_INF", "OK", "UNREACHABLE", "solve"]
 
@@ -221,72 +220,6 @@ def _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, num_chunks, out, status
         _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, out, status)
 
 
-# ---------------------------------------------------------------------------------------------
-# Threading-layer policy.
-#
-# Facts (numba 0.68): the GNU OpenMP layer kills a child forked after the parent launched it as
-# soon as the child runs a parallel kernel; the workqueue layer aborts when two Python threads run
-# parallel kernels at the same time; TBB is safe for both. Policy:
-#   1. Never choose a layer for the user: NUMBA_THREADING_LAYER (or numba.config) is respected.
-#   2. Make a pip-installed TBB findable (its libtbb.so.12 lives in <prefix>/lib, off the loader
-#      path), so Numba's default priority (tbb, omp, workqueue) picks it.
-#   3. Whatever layer is running, call the parallel kernel only where it is safe:
-#      tbb -> always; omp -> except in a process forked after the layer was launched (then the
-#      serial kernel runs); workqueue -> under a process-wide lock (one parallel call at a time;
-#      other callers wait), reset in forked children.
-# ---------------------------------------------------------------------------------------------
-
-
-def _preload_pip_tbb() -> None:
-    """Load ``<prefix>/lib/libtbb.so.12`` so that Numba's TBB layer can import it, if present."""
-    if not sys.platform.startswith("linux"):
-        return
-    chosen = str(getattr(numba.config, "THREADING_LAYER", "default")).lower()
-    if chosen in ("omp", "workqueue"):
-        return
-    try:
-        ctypes.CDLL("libtbb.so.12")
-        return  # already findable
-    except OSError:
-        pass
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        path = os.path.join(prefix, "lib", "libtbb.so.12")
-        if os.path.exists(path):
-            try:
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            except OSError:
-                continue
-            return
-
-
-_preload_pip_tbb()
-
-_WORKQUEUE_LOCK = threading.Lock()
-_OMP_FORKED = False
-
-
-def _running_layer() -> str | None:
-    try:
-        return str(numba.threading_layer())
-    except ValueError:  # not launched yet
-        return None
-
-
-def _after_fork_in_child() -> None:
-    global _WORKQUEUE_LOCK, _OMP_FORKED
-    _WORKQUEUE_LOCK = threading.Lock()  # a parent thread may have held it at fork time
-    if _running_layer() == "omp":
-        _OMP_FORKED = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _parallel_is_safe() -> bool:
-    """False in a child forked after the OpenMP layer was launched (parallel calls abort there)."""
-    return not (_OMP_FORKED and _running_layer() == "omp")
-
-
 def solve(
     costs: np.ndarray,
     source: tuple[int, int],
@@ -316,13 +249,22 @@ def solve(
     sr, sc = source
     tr, tc = target
     threads = 1
-    if B > 1 and _parallel_is_safe():
+    if B > 1 and _threading.parallel_is_safe():
         threads = min(B, numba.get_num_threads())
     if threads <= 1:
         _solve_range(costs, 0, B, sr, sc, tr, tc, eight, clamp, out, status)
-    elif _running_layer() == "workqueue":
-        with _WORKQUEUE_LOCK:
-            _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
     else:
-        _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
+        with _threading.parallel_guard():
+            _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
     return status
+
+
+def __getattr__(name: str) -> Any:
+    """The policy's old names here (`imle_fn.noise` uses them); new code uses `imle_fn._threading`."""
+    if name == "_WORKQUEUE_LOCK":
+        return _threading.workqueue_lock()
+    if name == "_running_layer":
+        return _threading.running_layer
+    if name == "_parallel_is_safe":
+        return _threading.parallel_is_safe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,14 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from imle_fn.shortest_path import (
-    GridShortestPath,
-    Negative,
-    _check_options,
-    _resolve_cell,
-    check_grid,
-    raise_for_status,
-)
+from imle_fn._grid_checks import check_grid, check_options, raise_for_status, resolve_cell
+from imle_fn.shortest_path import GridShortestPath, Negative
 from imle_fn.solver import Backend
 
 __all__ = ["CHECK_EVERY", "TorchGridShortestPath", "shortest_path_torch"]
@@ -79,10 +73,10 @@ def shortest_path_torch(
     """
     if not isinstance(costs, torch.Tensor):
         raise TypeError(f"costs: expected a torch.Tensor, got {type(costs).__name__}")
-    _check_options(neighbourhood, negative)
+    check_options(neighbourhood, negative)
     H, W = check_grid(costs, "costs")
-    src = _resolve_cell(source, H, W, "source")
-    tgt = _resolve_cell(target, H, W, "target")
+    src = resolve_cell(source, H, W, "source")
+    tgt = resolve_cell(target, H, W, "target")
     return torch.ops.imle_fn.grid_shortest_path(
         costs.detach(), neighbourhood, list(src), list(tgt), negative == "clamp"
     )

@@ -2,7 +2,7 @@
 
 Facts behind these tests (numba 0.68): with the GNU OpenMP layer a child forked after the parent
 launched parallel work dies on its first parallel call; with the workqueue layer two Python threads
-launching parallel kernels at once abort the process. `imle_fn._dijkstra.solve` guards both
+launching parallel kernels at once abort the process. `imle_fn._threading` guards both
 (serial kernel in such children, a lock for workqueue). Each layer is tested in a fresh process,
 because a process picks its layer once.
 """
