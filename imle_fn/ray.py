@@ -159,7 +159,8 @@ class RaySolver:
 
     def __repr__(self) -> str:
         mode = f"num_actors={self.num_actors}" if self.use_actors else "tasks"
-        return f"RaySolver({self._solver or self._make_solver!r}, {mode}, chunk_size={self.chunk_size})"
+        solver = self._solver if self._make_solver is None else self._make_solver
+        return f"RaySolver({solver!r}, {mode}, chunk_size={self.chunk_size})"
 
     def __call__(self, theta: Any) -> Any:
         """Solve ``theta: [N, *event]`` (array or tensor) on Ray; returns ``z`` of the same kind."""
@@ -316,6 +317,6 @@ class RaySolver:
 
     def _drop(self, actors: list[Any]) -> None:
         """Kill ``actors`` and forget them (under the lock); the next call starts replacements."""
-        for actor in actors:
+        for actor in actors if self._ray.is_initialized() else ():
             self._ray.kill(actor, no_restart=True)
         self._actors = [a for a in self._actors if all(a is not d for d in actors)]

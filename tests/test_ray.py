@@ -63,6 +63,18 @@ class CountingSolver:
         return np.full(theta.shape, float(self.calls), dtype=theta.dtype)
 
 
+class SizeRecorder(RaySolver):
+    """A `RaySolver` that records how many instances each of its calls (Ray rounds) received."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sizes: list[int] = []
+
+    def __call__(self, theta: Any) -> Any:
+        self.sizes.append(len(theta))
+        return super().__call__(theta)
+
+
 def scores(n: int, d: int = 10, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
 
@@ -139,11 +151,27 @@ def test_imle_under_nested_vmap_makes_one_round_per_pass() -> None:
         per_row = torch.func.vmap(torch.func.grad(loss), in_dims=(0, 1))
         return torch.func.vmap(per_row, in_dims=(0, 1))(theta, noise)
 
-    wrapped = RaySolver(topk, event_ndim=1, chunk_size=7)
+    wrapped = SizeRecorder(topk, event_ndim=1, chunk_size=7)
     g = grads(wrapped)
     assert wrapped.num_rounds == 2  # forward + backward, each one round for all 3 x 2 x 4 instances
+    assert wrapped.sizes == [24, 24]
     torch.testing.assert_close(g, grads(as_solver(topk, event_ndim=1)), rtol=0, atol=0)
     assert bool(g.abs().sum() > 0)
+
+
+def test_other_estimators_accept_it() -> None:
+    from imle_fn.estimators.dbb import dbb
+    from imle_fn.solver import as_solver
+
+    theta = torch.randn(6, 10, dtype=torch.float64)
+    dz = torch.randn(6, 10, dtype=torch.float64)
+    grads = []
+    for solver in (RaySolver(topk, event_ndim=1, chunk_size=4), as_solver(topk, event_ndim=1)):
+        t = theta.clone().requires_grad_()
+        dbb(t, solver, lam=3.0).backward(dz)
+        grads.append(t.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    assert bool(grads[0].abs().sum() > 0)
 
 
 def picky(theta: np.ndarray) -> np.ndarray:
