@@ -197,9 +197,9 @@ def test_demo_parser_defaults() -> None:
 
 def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--steps", "6", "--num-paths", "3", "--frames", "3",
-            "--gradient-frames", "3", "--gradient-samples", "2"]  # fmt: skip
-    assert main(argv) == 0
+    argv = ["--steps", "6", "--num-paths", "3", "--frames", "3", "--gradient-frames", "3",
+            "--gradient-samples", "2"]  # fmt: skip
+    assert main(["demo", "--out", str(out), *argv]) == 0
     expected = {
         "map.png": 1,
         "gold.png": 1,
@@ -220,6 +220,12 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             assert min(image.size) >= 300, name
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(DEFAULT_CONFIGS)  # header row + one row per configuration
+    # the same seed writes the same bytes (another seed: test_learning_is_deterministic...)
+    again = tmp_path / "again"
+    assert main(["demo", "--out", str(again), "--quiet", *argv]) == 0
+    assert capsys.readouterr().out == ""  # --quiet prints nothing
+    for name in expected:
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
 
 
 def test_demo_rejects_bad_counts(tmp_path: Path) -> None:
