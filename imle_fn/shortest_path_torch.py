@@ -228,7 +228,7 @@ def _extract(
     cell = torch.arange(n, device=dist.device)
     jump = (cell + offsets[best.flatten(1)]).clamp(0, n - 1)  # [B, H*W] predecessor (flat)
     jump[:, s] = s  # the source is the chain's fixed point
-    on_path = torch.zeros(B, n, dtype=torch.uint8, device=dist.device)
+    on_path = torch.zeros(B, n, dtype=torch.int32, device=dist.device)  # int32: native atomics
     on_path[:, t] = 1
     for _ in range(max(1, math.ceil(math.log2(n)))):  # after r rounds: pred^j(t) for j < 2**r
         on_path = on_path.scatter_reduce(1, jump, on_path, reduce="amax")
