@@ -31,8 +31,6 @@ as `imle_fn._threading` allows for the Numba threading layer in use (thread and 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numba
 import numpy as np
 from numba import njit, prange
@@ -257,14 +255,3 @@ def solve(
         with _threading.parallel_guard():
             _solve_parallel(costs, sr, sc, tr, tc, eight, clamp, threads, out, status)
     return status
-
-
-def __getattr__(name: str) -> Any:
-    """The policy's old names here (`imle_fn.noise` uses them); new code uses `imle_fn._threading`."""
-    if name == "_WORKQUEUE_LOCK":
-        return _threading.workqueue_lock()
-    if name == "_running_layer":
-        return _threading.running_layer
-    if name == "_parallel_is_safe":
-        return _threading.parallel_is_safe
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -88,7 +88,10 @@ def workqueue_lock() -> threading.Lock:
 
 
 def parallel_guard() -> contextlib.AbstractContextManager[object]:
-    """Context to hold around a parallel kernel call: the workqueue lock, or nothing."""
-    if running_layer() == "workqueue":
+    """Context to hold around a parallel kernel call: the workqueue lock, or nothing.
+
+    Before the first launch the layer is unknown, so that launch takes the lock too.
+    """
+    if running_layer() in ("workqueue", None):
         return _WORKQUEUE_LOCK
     return contextlib.nullcontext()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from imle_fn import _dijkstra, _noise_kernels  # _dijkstra: the shared threading-layer policy
+from imle_fn import _noise_kernels, _threading
 
 __all__ = ["gumbel", "sum_of_gamma"]
 
@@ -135,18 +135,16 @@ def _to_tensor(
 def _run_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: np.ndarray) -> None:
     """Run the Sum-of-Gamma kernel, in parallel where the Numba threading layer allows it.
 
-    Follows the solver's threading-layer policy (`imle_fn._dijkstra`): serial in a child forked
+    Follows the package's threading-layer policy (`imle_fn._threading`): serial in a child forked
     after OpenMP was launched, one parallel call at a time under the workqueue layer. The blocks
     and their seeds are the same either way, so the samples are too.
     """
     inv_i = 1.0 / np.arange(1, num_terms + 1, dtype=np.float64)
-    if seeds.size < 2 or not _dijkstra._parallel_is_safe():
+    if seeds.size < 2 or not _threading.parallel_is_safe():
         _noise_kernels.sum_of_gamma_blocks(k, seeds, inv_i, out, 0, seeds.size)
-    elif _dijkstra._running_layer() == "workqueue":
-        with _dijkstra._WORKQUEUE_LOCK:
-            _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, out)
     else:
-        _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, out)
+        with _threading.parallel_guard():
+            _noise_kernels.sum_of_gamma_parallel(k, seeds, inv_i, out)
 
 
 def _draw_seeds(num_blocks: int, generator: torch.Generator | None) -> np.ndarray:
