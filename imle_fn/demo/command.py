@@ -44,10 +44,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="noise samples per step of the flat-map run in gradients.gif (default: 10)",
     )
     parser.add_argument(
-        "--frames", type=int, default=56, help="frames of each learning animation (default: 56)"
+        "--frames",
+        type=int,
+        default=56,
+        help="frames of each learning animation, at most: they are denser early and repeated"
+        " steps are dropped (default: 56)",
     )
     parser.add_argument(
-        "--gradient-frames", type=int, default=100, help="frames of gradients.gif (default: 100)"
+        "--gradient-frames",
+        type=int,
+        default=100,
+        help="frames of gradients.gif, at most (default: 100)",
     )
 
 
