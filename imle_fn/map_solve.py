@@ -17,6 +17,13 @@ from imle_fn.solver import resolve_solver, solver_from_handle, solver_handle
 __all__ = ["map_solve", "solve_op", "solver_key"]
 
 
+def _assume_constant_result(fn: Any) -> Any:
+    # What `torch.compiler.assume_constant_result` does, without importing torch._dynamo at import
+    # time (that import costs 1-3 s here; torch.compile loads dynamo when it is actually used).
+    fn._dynamo_marked_constant = True
+    return fn
+
+
 @torch.library.custom_op("imle_fn::map_solve", mutates_args=())
 def _map_solve(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tensor:
     return call_solver(solver_from_handle(handle), theta, event_ndim)
@@ -38,7 +45,7 @@ def _map_solve_vmap(
     return torch.ops.imle_fn.map_solve(theta, handle, event_ndim), 0
 
 
-@torch.compiler.assume_constant_result
+@_assume_constant_result
 def solver_key(solver: Any, event_ndim: int | None) -> tuple[int, int]:
     """``(handle, event_ndim)`` of a solver: resolved eagerly, a constant under `torch.compile`."""
     resolved = resolve_solver(solver, event_ndim)
