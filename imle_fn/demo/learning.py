@@ -163,10 +163,10 @@ def learn(
     gradients: list[np.ndarray] = []
     for t in range(steps + 1):
         map_path = map_solve(theta.detach(), timed)  # [C, H, W]
-        is_gold[:, t] = (map_path == gold).flatten(1).all(1).numpy()
+        is_gold[:, t] = (map_path == gold).flatten(1).all(1).cpu().numpy()
         if t in snap:
-            weights.append(theta.detach().numpy().copy())
-            map_paths.append(map_path.numpy().copy())
+            weights.append(theta.detach().cpu().numpy().copy())
+            map_paths.append(map_path.cpu().numpy().copy())
         if t == steps:
             break
         pool = None
@@ -179,11 +179,11 @@ def learn(
         total = theta.new_zeros(())
         for (num_samples, ratio), index in groups.items():
             loss = _group_loss(theta, index, configs, num_samples, ratio, pool, gold, timed, hyper)
-            losses[index, t] = loss.detach().numpy()
+            losses[index, t] = loss.detach().cpu().numpy()
             total = total + loss.sum()
         total.backward()
         if t in snap and theta.grad is not None:
-            gradients.append(theta.grad.detach().numpy().copy())
+            gradients.append(theta.grad.detach().cpu().numpy().copy())
         optim.step()
         if progress is not None:
             progress(1)
@@ -201,7 +201,7 @@ def learn(
             weights=stacks[0][i],
             map_paths=stacks[1][i],
             gradients=stacks[2][i],
-            theta=theta[i].detach().numpy().copy(),
+            theta=theta[i].detach().cpu().numpy().copy(),
         )
         for i, config in enumerate(configs)
     ]
