@@ -52,9 +52,26 @@ def solver_key(solver: Any, event_ndim: int | None) -> tuple[int, int]:
     return solver_handle(resolved), resolved.event_ndim
 
 
+def _is_plain(theta: torch.Tensor) -> bool:
+    """True for an ordinary eager tensor: no vmap/grad wrapper, no dispatch mode, not compiling."""
+    return (
+        type(theta) is torch.Tensor
+        and not torch.compiler.is_compiling()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(theta)
+        and torch._C._len_torch_dispatch_stack() == 0
+    )
+
+
 def solve_op(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tensor:
-    """Call the registered op on a detached ``theta`` (used by estimators' forward and backward)."""
-    return torch.ops.imle_fn.map_solve(theta.detach(), handle, event_ndim)
+    """Solve a detached ``theta`` (used by `map_solve` and by estimators' forward and backward).
+
+    An ordinary eager tensor goes straight to the solver (the op's dispatch costs ~150 us a call);
+    anything else (vmapped, under ``torch.func``, fake or compiled) goes through the custom op.
+    """
+    theta = theta.detach()
+    if _is_plain(theta):
+        return call_solver(solver_from_handle(handle), theta, event_ndim)
+    return torch.ops.imle_fn.map_solve(theta, handle, event_ndim)
 
 
 def map_solve(theta: torch.Tensor, solver: Any, *, event_ndim: int | None = None) -> torch.Tensor:
