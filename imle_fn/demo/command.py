@@ -32,6 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " default runs the 10 with 1 and 10 samples",
     )
     parser.add_argument(
+        "--learning-solver",
+        choices=("exact", "reference"),
+        default="exact",
+        help="solver of the learning runs: 'exact' (GridShortestPath, costs clamped at zero) or"
+        " 'reference' (the reference's Dijkstra on raw negative costs, which the reference's"
+        " 100-sample configurations need to reach the gold path) (default: exact)",
+    )
+    parser.add_argument(
         "--steps", type=int, default=1100, help="Adam steps of the learning runs (default: 1100)"
     )
     parser.add_argument(
@@ -80,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         gradient_samples=args.gradient_samples,
         frames=args.frames,
         gradient_frames=args.gradient_frames,
+        learning_solver=args.learning_solver,
     )
     if not args.quiet:
         _print_summary(summary, time.perf_counter() - start)

@@ -16,10 +16,12 @@ import torch
 from imle_fn.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
 from imle_fn.demo.learning import LearningTrace, learn, select_frames, uniform_init
 from imle_fn.demo.maps import flat_map, reference_map
+from imle_fn.demo.reference_dijkstra import ReferenceDijkstra
 from imle_fn.demo.timing import Timer
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import sum_of_gamma
 from imle_fn.shortest_path import GridShortestPath
+from imle_fn.solver import Solver
 
 __all__ = ["DemoSummary", "run_demo"]
 
@@ -27,6 +29,11 @@ PATHS_TEMPERATURE = 1.0
 """Noise temperature of paths.gif and distribution.gif (the seed's)."""
 GRADIENT_CONFIG_TEMPERATURES = (1.0, 1.0)
 """Input/target temperatures of the flat-map run shown in gradients.gif."""
+LEARNING_SOLVERS: dict[str, Solver] = {
+    "exact": GridShortestPath(),
+    "reference": ReferenceDijkstra(),
+}
+"""Solvers the learning runs can use, by the name of ``imle-fn demo --learning-solver``."""
 
 
 @dataclass
@@ -68,6 +75,7 @@ def run_demo(
     gradient_samples: int = 10,
     frames: int = 56,
     gradient_frames: int = 100,
+    learning_solver: str = "exact",
 ) -> DemoSummary:
     """Write every figure of the demo into ``out`` and return the learning summary.
 
@@ -81,12 +89,22 @@ def run_demo(
         gradient_samples: noise samples per step of the flat-map run behind gradients.gif.
         frames: frames of each learning animation.
         gradient_frames: frames of gradients.gif.
+        learning_solver: the solver of the learning runs (gradients.gif and learning*): ``"exact"``
+            (`GridShortestPath`: exact for the costs clamped at zero) or ``"reference"``
+            (`ReferenceDijkstra`: the reference's Dijkstra run on the raw, possibly negative costs;
+            with it all 15 reference configurations reach the gold path, see
+            `imle_fn.demo.reference_dijkstra`). The map, gold path and sampled paths use the exact
+            solver either way (their costs are positive, where both agree).
     """
     from imle_fn.demo import animations, figures, learning_animations
 
     out.mkdir(parents=True, exist_ok=True)
     hyper = Hyper(steps=steps)
     generator = torch.Generator().manual_seed(seed)
+    if learning_solver not in LEARNING_SOLVERS:
+        raise ValueError(
+            f"learning_solver: expected one of {sorted(LEARNING_SOLVERS)}, got {learning_solver!r}"
+        )
     solver = GridShortestPath()
     timer = Timer()
     files: list[Path] = []
@@ -131,7 +149,8 @@ def run_demo(
         ]
     )  # [C + 1, H, W]: the reference's initial weights for every config, then the flat map
     clock = time.perf_counter()
-    traces = _learn([*configs, flat], gold, theta0, solver, hyper, generator, timer, quiet)
+    learning = LEARNING_SOLVERS[learning_solver]
+    traces = _learn([*configs, flat], gold, theta0, learning, hyper, generator, timer, quiet)
     timer.seconds["learning (all)"] = time.perf_counter() - clock
     *traces, flat_trace = traces
 
@@ -162,7 +181,7 @@ def _learn(
     configs: list[LearningConfig],
     gold: torch.Tensor,
     theta0: torch.Tensor,
-    solver: GridShortestPath,
+    solver: Solver,
     hyper: Hyper,
     generator: torch.Generator,
     timer: Timer,
