@@ -28,8 +28,16 @@ from typing import Any, ClassVar
 import torch
 
 from imle_fn.map_solve import solve_op, solver_key
+from imle_fn.perturb import perturb
 
-__all__ = ["Estimator", "Solve", "estimate", "num_sample_dims", "reduce_to_theta"]
+__all__ = [
+    "Estimator",
+    "PerturbAndMAP",
+    "Solve",
+    "estimate",
+    "num_sample_dims",
+    "reduce_to_theta",
+]
 
 _REGISTRY: dict[str, type[Estimator]] = {}
 _FIELD_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
@@ -117,6 +125,21 @@ class Estimator(ABC):
             for f, v in zip(dataclasses.fields(cls), params, strict=True)
         }
         return cls(**values)
+
+
+class PerturbAndMAP:
+    """Mixin for estimators whose forward is Perturb-and-MAP: ``z = MAP(theta + temperature * noise)``.
+
+    The subclass provides the ``temperature`` field; nothing is saved besides ``z``.
+    """
+
+    temperature: float
+
+    def forward(
+        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        z = solve(perturb(theta, noise, self.temperature))
+        return z, z.new_empty(0)
 
 
 class _Estimate(torch.autograd.Function):

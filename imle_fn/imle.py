@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
 from imle_fn.perturb import perturb
 
 __all__ = ["IMLE", "imle", "imle_vjp"]
@@ -81,7 +81,7 @@ def imle_vjp(
 
 
 @dataclasses.dataclass(frozen=True)
-class IMLE(Estimator):
+class IMLE(PerturbAndMAP, Estimator):
     """I-MLE's hyper-parameters (see `imle`)."""
 
     name: ClassVar[str] = "imle"
@@ -90,12 +90,6 @@ class IMLE(Estimator):
     temperature: float = 1.0
     target_temperature: float = 1.0
     divide_by_lam: bool = True
-
-    def forward(
-        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = solve(perturb(theta, noise, self.temperature))
-        return z, z.new_empty(0)
 
     def vjp(
         self,

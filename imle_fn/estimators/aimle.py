@@ -32,10 +32,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
 from imle_fn.estimators._checks import check_finite, check_nonnegative
 from imle_fn.estimators.central import target_difference
-from imle_fn.perturb import perturb
 
 __all__ = ["AIMLE", "aimle", "aimle_state", "aimle_update", "aimle_vjp"]
 
@@ -148,7 +147,7 @@ def aimle_vjp(
 
 
 @dataclasses.dataclass(frozen=True)
-class AIMLE(Estimator):
+class AIMLE(PerturbAndMAP, Estimator):
     """AIMLE's hyper-parameters (see `aimle`); ``beta`` is used when no state is passed."""
 
     name: ClassVar[str] = "aimle"
@@ -157,12 +156,6 @@ class AIMLE(Estimator):
     temperature: float = 1.0
     target_temperature: float = 1.0
     central: bool = False
-
-    def forward(
-        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = solve(perturb(theta, noise, self.temperature))
-        return z, z.new_empty(0)
 
     def _vjp(
         self, dout: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None,

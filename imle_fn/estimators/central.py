@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
 from imle_fn.estimators._checks import check_finite, check_nonnegative, check_positive
 from imle_fn.perturb import perturb
 
@@ -95,7 +95,7 @@ def imle_central_vjp(
 
 
 @dataclasses.dataclass(frozen=True)
-class CentralIMLE(Estimator):
+class CentralIMLE(PerturbAndMAP, Estimator):
     """Central-difference I-MLE's hyper-parameters (see `imle_central`)."""
 
     name: ClassVar[str] = "imle_central"
@@ -104,12 +104,6 @@ class CentralIMLE(Estimator):
     temperature: float = 1.0
     target_temperature: float = 1.0
     divide_by_lam: bool = True
-
-    def forward(
-        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = solve(perturb(theta, noise, self.temperature))
-        return z, z.new_empty(0)
 
     def vjp(
         self,

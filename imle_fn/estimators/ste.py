@@ -7,9 +7,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
 from imle_fn.estimators._checks import check_nonnegative
-from imle_fn.perturb import perturb
 
 __all__ = ["STE", "ste", "ste_vjp"]
 
@@ -29,17 +28,11 @@ def ste_vjp(dz: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None) -
 
 
 @dataclasses.dataclass(frozen=True)
-class STE(Estimator):
+class STE(PerturbAndMAP, Estimator):
     """STE's hyper-parameters (see `ste`)."""
 
     name: ClassVar[str] = "ste"
     temperature: float = 1.0
-
-    def forward(
-        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        z = solve(perturb(theta, noise, self.temperature))
-        return z, z.new_empty(0)
 
     def vjp(
         self,
