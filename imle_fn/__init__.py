@@ -20,6 +20,7 @@ from imle_fn.imle import imle, imle_vjp
 from imle_fn.map_solve import map_solve
 from imle_fn.noise import gumbel, sum_of_gamma
 from imle_fn.perturb import perturb
+from imle_fn.ray import RaySolver, SolverWorkerError
 from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
 from imle_fn.shortest_path_torch import TorchGridShortestPath, shortest_path_torch
 from imle_fn.solver import Backend, FunctionSolver, Solver, as_solver
@@ -29,7 +30,9 @@ __all__ = [
     "Backend",
     "FunctionSolver",
     "GridShortestPath",
+    "RaySolver",
     "Solver",
+    "SolverWorkerError",
     "TopK",
     "TorchGridShortestPath",
     "aimle",
