@@ -72,12 +72,12 @@ def imle_vjp(
     Returns:
         ``theta.shape`` gradient estimate.
     """
-    target = alpha * theta.detach() - lam * dz  # [*sample, *theta.shape]
+    # Few, fused element-wise ops: each one wakes torch's thread pool next to the solver's.
+    scaled = theta.detach() if alpha == 1.0 else alpha * theta.detach()
+    target = torch.add(scaled, dz, alpha=-lam)  # [*sample, *theta.shape]
     z_target = solve(perturb(target, noise, target_temperature))
-    grad = z - z_target
-    if divide_by_lam:
-        grad = grad / lam
-    return reduce_to_theta(grad, theta, noise)
+    grad = reduce_to_theta(z - z_target, theta, noise)  # [*theta.shape]: reduce, then scale
+    return grad / lam if divide_by_lam else grad
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,4 +27,4 @@ def perturb(
         return theta
     if temperature == 0.0:
         return theta.expand(torch.broadcast_shapes(noise.shape, theta.shape))
-    return theta + temperature * noise
+    return torch.add(theta, noise, alpha=temperature)
