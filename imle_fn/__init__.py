@@ -18,7 +18,7 @@ from imle_fn.estimators import (
 )
 from imle_fn.imle import imle, imle_vjp
 from imle_fn.map_solve import map_solve
-from imle_fn.noise import gumbel, sum_of_gamma
+from imle_fn.noise import gaussian, gumbel, sum_of_gamma
 from imle_fn.perturb import perturb
 from imle_fn.ray import RaySolver, SolverWorkerError
 from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
@@ -41,6 +41,7 @@ __all__ = [
     "as_solver",
     "dbb",
     "fenchel_young_loss",
+    "gaussian",
     "gumbel",
     "imle",
     "imle_central",

@@ -19,7 +19,7 @@ import torch
 
 from imle_fn import _noise_kernels, _threading
 
-__all__ = ["gumbel", "sum_of_gamma"]
+__all__ = ["gaussian", "gumbel", "sum_of_gamma"]
 
 ShapeLike = int | Sequence[int] | torch.Size
 
@@ -120,6 +120,37 @@ def gumbel(
     # The logs run in NumPy: single-threaded, so they never wait on torch's intra-op thread pool.
     u_np = u.cpu().numpy().reshape(-1) + 2.0**-54
     return _to_tensor(-np.log(-np.log(u_np)), size, dtype, device)
+
+
+def gaussian(
+    shape: ShapeLike,
+    *,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Standard normal noise (perturbed optimizers, the Fenchel-Young loss).
+
+    Args:
+        shape: the sample shape.
+        generator: the source of randomness; ``None`` uses torch's default CPU generator.
+        dtype: floating dtype of the result (sampled in float64, then cast).
+        device: device of the result (default: the CPU).
+
+    Returns:
+        ``[*shape]`` noise of the given dtype on the given device.
+
+    Raises:
+        ValueError: a negative dimension in ``shape``, an unknown ``device``.
+        TypeError: an argument of the wrong type.
+    """
+    size = _check_shape(shape)
+    _check_dtype(dtype)
+    _check_generator(generator)
+    _check_device(device)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    eps = torch.randn(size, generator=generator, dtype=torch.float64, device=gen_device)
+    return _to_tensor(eps.cpu().numpy().reshape(-1), size, dtype, device)
 
 
 def _to_tensor(

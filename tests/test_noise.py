@@ -365,3 +365,17 @@ def test_ziggurat_normal_and_exponential() -> None:
     for count, p in [(upper + lower, p_normal), (exp_tail, p_exp)]:
         assert abs(count - n * p) < 5 * math.sqrt(n * p), (count, n * p)
     assert abs(upper - lower) < 5 * math.sqrt(n * p_normal)  # both signs of the normal tail
+
+
+def test_gaussian_is_standard_normal_and_seeded() -> None:
+    from scipy import stats
+
+    from imle_fn.noise import gaussian
+
+    a = gaussian((20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    b = gaussian((20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(a, b)
+    assert stats.kstest(a.numpy(), "norm").pvalue > 1e-3
+    assert gaussian((2, 3), dtype=torch.bfloat16).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="shape"):
+        gaussian((-1, 2))

@@ -11,7 +11,7 @@ sigma``, so the VJP needs no solver call: the per-sample states are saved in the
 forward call) from each sample's ``<z_s, dout>``; since ``E[grad nu(eps)] = 0`` the expectation is
 unchanged and the variance is usually lower.
 
-Draw the noise outside: ``torch.randn(S, *theta.shape, generator=g)`` (Gaussian) or
+Draw the noise outside: ``imle_fn.gaussian((S, *theta.shape), generator=g)`` (Gaussian) or
 `imle_fn.noise.gumbel` ``((S, *theta.shape), generator=g)``.
 """
 

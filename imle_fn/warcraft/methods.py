@@ -119,10 +119,11 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
         return MethodLoss(dbb_loss)
     if config.method == "fy":
         from imle_fn.estimators.fenchel_young import fenchel_young_loss
+        from imle_fn.noise import gaussian
 
         def fy_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
             start = time.perf_counter()
-            noise = torch.randn((config.num_samples, *costs.shape), generator=generator)
+            noise = gaussian((config.num_samples, *costs.shape), generator=generator)
             timer.noise += time.perf_counter() - start
             theta = -costs
             loss = fenchel_young_loss(theta, paths, noise, solver, sigma=config.sigma_fy)
