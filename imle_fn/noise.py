@@ -110,11 +110,7 @@ def gumbel(
         ValueError: a negative dimension in ``shape``, an unknown ``device``.
         TypeError: an argument of the wrong type.
     """
-    size = _check_shape(shape)
-    _check_dtype(dtype)
-    _check_generator(generator)
-    _check_device(device)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
+    size, gen_device = _check_draw(shape, generator, dtype, device)
     u = torch.rand(size, generator=generator, dtype=torch.float64, device=gen_device)
     # torch.rand is on the grid m * 2**-53, m in [0, 2**53); the half-step shift makes it open.
     # The logs run in NumPy: single-threaded, so they never wait on torch's intra-op thread pool.
@@ -144,13 +140,23 @@ def gaussian(
         ValueError: a negative dimension in ``shape``, an unknown ``device``.
         TypeError: an argument of the wrong type.
     """
+    size, gen_device = _check_draw(shape, generator, dtype, device)
+    eps = torch.randn(size, generator=generator, dtype=torch.float64, device=gen_device)
+    return _to_tensor(eps.cpu().numpy().reshape(-1), size, dtype, device)
+
+
+def _check_draw(
+    shape: ShapeLike,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> tuple[torch.Size, torch.device]:
+    """Validate a sampler's arguments; return the size and the device the generator draws on."""
     size = _check_shape(shape)
     _check_dtype(dtype)
     _check_generator(generator)
     _check_device(device)
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    eps = torch.randn(size, generator=generator, dtype=torch.float64, device=gen_device)
-    return _to_tensor(eps.cpu().numpy().reshape(-1), size, dtype, device)
+    return size, (generator.device if generator is not None else torch.device("cpu"))
 
 
 def _to_tensor(

@@ -18,8 +18,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
+from imle_fn._estimator import Solve, estimate, reduce_to_theta
 from imle_fn.estimators._checks import check_finite, check_nonnegative, check_positive
+from imle_fn.imle import IMLE
 from imle_fn.perturb import perturb
 
 __all__ = ["CentralIMLE", "imle_central", "imle_central_vjp", "target_difference"]
@@ -95,15 +96,10 @@ def imle_central_vjp(
 
 
 @dataclasses.dataclass(frozen=True)
-class CentralIMLE(PerturbAndMAP, Estimator):
-    """Central-difference I-MLE's hyper-parameters (see `imle_central`)."""
+class CentralIMLE(IMLE):
+    """Central-difference I-MLE: I-MLE's hyper-parameters and forward, another VJP."""
 
     name: ClassVar[str] = "imle_central"
-    lam: float = 1.0
-    alpha: float = 1.0
-    temperature: float = 1.0
-    target_temperature: float = 1.0
-    divide_by_lam: bool = True
 
     def vjp(
         self,
