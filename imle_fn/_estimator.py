@@ -213,7 +213,7 @@ def _estimate_fake(
     event_ndim: int,
     state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # The forward is torch ops plus the map_solve op, whose fake is empty_like: run it on fakes.
+    # The forward is torch ops plus the map_solve op, which has its own fake: run it on fakes.
     out, residual = (
         _REGISTRY[name].from_params(params).forward(theta, noise, Solve(handle, event_ndim))
     )
