@@ -19,7 +19,13 @@ from imle_fn.warcraft.generator import (
 )
 from imle_fn.warcraft.methods import METHODS, hamming_loss, make_loss
 from imle_fn.warcraft.model import CostNet, PathResNet18
-from imle_fn.warcraft.train import TrainConfig, evaluate_paths, path_is_valid
+from imle_fn.warcraft.train import (
+    TrainConfig,
+    corner_symmetry,
+    evaluate_paths,
+    path_is_valid,
+    train,
+)
 
 
 def _optimal_cost(costs: np.ndarray) -> float:
@@ -165,6 +171,66 @@ def test_train_config_rejects_bad_values() -> None:
         TrainConfig(epochs=0)
 
 
+def test_corner_symmetry_is_the_four_corner_preserving_maps() -> None:
+    x = torch.arange(9).view(1, 3, 3).repeat(4, 1, 1)
+    out = corner_symmetry(x, torch.arange(4))
+    assert out[0].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # identity
+    assert out[1].tolist() == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]  # transpose
+    assert out[2].tolist() == [[8, 7, 6], [5, 4, 3], [2, 1, 0]]  # rotation by 180 degrees
+    assert out[3].tolist() == [[8, 5, 2], [7, 4, 1], [6, 3, 0]]  # anti-transpose
+    assert {(int(o[0, 0]), int(o[2, 2])) for o in out} == {(0, 8), (8, 0)}
+    # Channels and pixels move with their cell: an 8K x 8K image follows its K x K grid.
+    image = torch.arange(9).view(1, 1, 3, 3).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    for w in range(4):
+        moved = corner_symmetry(image, torch.tensor([w]))
+        assert torch.equal(moved[0, 0, ::2, ::2], out[w])
+    assert torch.equal(x, torch.arange(9).view(1, 3, 3).repeat(4, 1, 1))  # input untouched
+    with pytest.raises(ValueError, match="square"):
+        corner_symmetry(torch.zeros(1, 2, 3), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="which"):
+        corner_symmetry(torch.zeros(2, 3, 3), torch.zeros(1, dtype=torch.long))
+
+
+def test_augmented_labels_are_the_solvers_paths_of_the_moved_costs() -> None:
+    """Ties are common (five cost values): each moved map's label is re-solved, and optimal."""
+    from imle_fn.shortest_path import shortest_path
+    from imle_fn.warcraft.train import _symmetric_labels
+
+    maps = generate_maps(6, 7, seed=2)
+    costs, paths = torch.from_numpy(maps.costs), torch.from_numpy(maps.paths).float()
+    labels = _symmetric_labels(costs, paths)
+    assert labels.shape == (4, 6, 7, 7)
+    assert torch.equal(labels[0], paths)
+    moved_differs = False
+    for w in range(1, 4):
+        moved_costs = corner_symmetry(costs, torch.full((6,), w))
+        solved = torch.from_numpy(np.asarray(shortest_path(moved_costs.numpy()))).float()
+        assert torch.equal(labels[w], solved)
+        for i in range(6):
+            cost = float((labels[w, i] * moved_costs[i]).sum())
+            assert cost == pytest.approx(_optimal_cost(moved_costs[i].numpy()), rel=1e-6)
+        moved_differs |= not torch.equal(labels[w], corner_symmetry(paths, torch.full((6,), w)))
+    assert moved_differs  # moving the label instead would break ties differently
+
+
+def test_train_with_augmentation_is_seeded_and_changes_what_is_seen() -> None:
+    from imle_fn.warcraft.command import _tensors
+
+    maps = generate_maps(14, 5, seed=4)
+    pixels = torch.from_numpy(maps.images).float().div(255.0)
+    mean, std = (
+        pixels.mean(dim=(0, 1, 2)).view(1, 3, 1, 1),
+        pixels.std(dim=(0, 1, 2)).view(1, 3, 1, 1),
+    )
+    data = _tensors(maps, mean, std)
+    kwargs = dict(method="imle", epochs=2, batch_size=7, progress=False)
+    plain = train(TrainConfig(**kwargs), data, data)  # type: ignore[arg-type]
+    aug = train(TrainConfig(augment=True, **kwargs), data, data)  # type: ignore[arg-type]
+    again = train(TrainConfig(augment=True, **kwargs), data, data)  # type: ignore[arg-type]
+    assert [m.train_loss for m in aug] == [m.train_loss for m in again]
+    assert [m.train_loss for m in aug] != [m.train_loss for m in plain]
+
+
 def test_command_smoke_run(tmp_path: Path) -> None:
     """CI-sized run: tiny data, one epoch, two methods; the outputs are written and consistent."""
     from imle_fn.cli import main
@@ -190,6 +256,17 @@ def test_command_smoke_run(tmp_path: Path) -> None:
     assert "look-alike" in (tmp_path / "results.md").read_text()
     for name in ("accuracy.png", "data/sample-k6.png", "data/k6-seed0-n14.npz"):
         assert (tmp_path / name).stat().st_size > 0
+    # An augmented run is kept beside the plain one and labelled in the table.
+    head, tail = argv[: argv.index("--method")], argv[argv.index("--no-progress") :]
+    assert main([*head, "--method", "imle", "--augment", *tail]) == 0
+    aug_record = json.loads((tmp_path / "runs" / "k6-imle-aug.json").read_text())
+    assert aug_record["config"]["augment"] is True
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["augment"]) for r in rows if r["method"] == "imle"] == [
+        ("imle", False),
+        ("imle", True),
+    ]
+    assert "| imle+sym | 6 |" in (tmp_path / "results.md").read_text()
 
 
 def test_command_rejects_bad_sizes(tmp_path: Path) -> None:

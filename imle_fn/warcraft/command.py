@@ -4,7 +4,7 @@ Example::
 
     imle-fn bench warcraft --grid 12 --train 2000 --test 1000 --epochs 20 --method imle --out out/wc
 
-Each run writes ``OUT/runs/k{K}-{method}.json`` (config and per-epoch metrics); afterwards the
+Each run writes ``OUT/runs/k{K}-{method}[-aug].json`` (config and per-epoch metrics); afterwards the
 summary over every run found in ``OUT/runs`` is rewritten: ``OUT/results.md``, ``OUT/results.json``
 and ``OUT/accuracy.png`` (test accuracy per epoch). The maps are generated once and cached in
 ``--data-dir`` (default ``OUT/data``) with a sample picture. The maps are OUR OWN procedural
@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, default=1, help="noise samples per map (fy)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="show training maps in random corner-preserving symmetries (not in the paper)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -115,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             num_samples=args.num_samples,
             seed=args.seed,
             progress=not args.no_progress,
+            augment=args.augment,
         )
         record: dict[str, Any] = {
             "method": method,
@@ -126,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
             "config": dataclasses.asdict(config),
             "epochs": [],
         }
-        run_path = out / "runs" / f"k{args.grid}-{method}.json"
+        suffix = "-aug" if args.augment else ""
+        run_path = out / "runs" / f"k{args.grid}-{method}{suffix}.json"
 
         def save(metrics: Any, record: dict[str, Any] = record, run_path: Path = run_path) -> None:
             record["epochs"].append(dataclasses.asdict(metrics))

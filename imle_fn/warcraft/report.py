@@ -31,6 +31,7 @@ def summarise(record: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "method": record["method"],
+        "augment": bool(record["config"].get("augment", False)),
         "grid": record["grid"],
         "train_maps": record["train_maps"],
         "test_maps": record["test_maps"],
@@ -58,7 +59,7 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
-        f"| {r['method']} | {r['grid']} | {r['train_maps']}/{r['test_maps']} | {r['epochs']} "
+        f"| {_label(r)} | {r['grid']} | {r['train_maps']}/{r['test_maps']} | {r['epochs']} "
         f"| {r['cost_optimal_pct']:.1f} | {r['exact_pct']:.1f} | {r['best_cost_optimal_pct']:.1f} "
         f"| {'-' if r['paper_pct'] is None else r['paper_pct']} | {r['s_network']:.1f} "
         f"| {r['s_solver']:.2f} | {r['s_noise']:.2f} | {r['s_eval']:.1f} "
@@ -68,9 +69,14 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     note = (
         "\nData: our own procedural Warcraft look-alike (imle_fn.warcraft.generator), NOT the original "
         "data set; the paper's numbers are on the original data with 10,000 training maps and 50 "
-        "epochs. Accuracies are of the last epoch; times are medians over epochs.\n"
+        "epochs. Accuracies are of the last epoch; times are medians over epochs. '+sym': trained on "
+        "maps shown in random corner-preserving symmetries (--augment; not in the paper).\n"
     )
     return head + "\n".join(lines) + "\n" + note
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['method']}+sym" if row.get("augment") else str(row["method"])
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -92,16 +98,19 @@ def write_summary(out: Path) -> list[dict[str, Any]]:
 
     records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     records = [r for r in records if r["epochs"]]
-    records.sort(key=lambda r: (r["grid"], r["method"]))
+    records.sort(key=lambda r: (r["grid"], r["method"], bool(r["config"].get("augment", False))))
     rows = [summarise(r) for r in records]
+    labels = [_label(row) for row in rows]
     _atomic_write(out / "results.md", lambda p: p.write_text(_markdown(rows)))
     _atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(rows, indent=1)))
     grids = sorted({r["grid"] for r in records}) or [0]
     fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 4), squeeze=False)
     for ax, grid in zip(axes[0], grids, strict=True):
-        for r in (r for r in records if r["grid"] == grid):
+        for r, label in zip(records, labels, strict=True):
+            if r["grid"] != grid:
+                continue
             epochs = [e["epoch"] for e in r["epochs"]]
-            ax.plot(epochs, [100 * e["test_cost_optimal"] for e in r["epochs"]], label=r["method"])
+            ax.plot(epochs, [100 * e["test_cost_optimal"] for e in r["epochs"]], label=label)
         ax.set(xlabel="epoch", ylabel="cost-optimal test paths (%)", ylim=(0, 100))
         ax.set_title(f"Warcraft look-alike, K = {grid}")
         ax.grid(alpha=0.3)

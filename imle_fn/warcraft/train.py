@@ -5,6 +5,15 @@ batch 70, learning rate divided by 10 at 60% and 80% of the epochs (30 and 40 of
 averaged over the batch. The solver-based methods share `CostNet`; ``baseline`` is `PathResNet18`
 trained with a per-cell binary cross-entropy.
 
+With ``augment=True`` (NOT in the paper; off by default) every training map is shown in one of the
+four symmetries of the square that keep the corner pair {(0, 0), (K-1, K-1)}: identity, transpose,
+rotation by 180 degrees, anti-transpose, drawn per map and per epoch from the run's generator. These
+map the 8-neighbour grid graph onto itself and fix the two ends, so the transformed label is a
+shortest path of the transformed costs (both ends counted, so reversal keeps the cost). The costs
+take five values, so ties between shortest paths are common; the label of a transformed map is
+therefore recomputed by the generator's solver on the transformed costs, so that ties are broken
+the same way for every map the network sees (and as in the test labels).
+
 Timing per epoch is split into *solver* (time inside the MAP solver), *noise* (drawing perturbations),
 and *network* (everything else in the training steps: forward, backward, optimiser); evaluation is
 timed separately and counts its own solver calls.
@@ -24,7 +33,14 @@ import torch
 from imle_fn.warcraft.methods import METHODS, StepTimer, make_loss
 from imle_fn.warcraft.model import CostNet, PathResNet18
 
-__all__ = ["EpochMetrics", "TrainConfig", "evaluate_paths", "path_is_valid", "train"]
+__all__ = [
+    "EpochMetrics",
+    "TrainConfig",
+    "corner_symmetry",
+    "evaluate_paths",
+    "path_is_valid",
+    "train",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +60,8 @@ class TrainConfig:
         seed: seeds the network's initialisation, the batch order and the noise.
         eval_batch_size: maps per evaluation batch.
         progress: show tqdm progress bars.
+        augment: show each training map in a random corner-preserving symmetry (see the module
+            docstring; not in the paper).
     """
 
     method: str = "imle"
@@ -58,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 100
     progress: bool = True
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -128,6 +147,41 @@ def evaluate_paths(
     return optimal, exact
 
 
+def corner_symmetry(x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Apply one of the four corner-preserving symmetries of the square to each item of a batch.
+
+    Args:
+        x: ``[B, ..., S, S]`` (images ``[B, 3, 8K, 8K]`` or paths ``[B, K, K]``).
+        which: ``[B]`` integers in {0, 1, 2, 3}: bit 0 transposes, bit 1 rotates by 180 degrees
+            (0 identity, 1 transpose, 2 rotation, 3 anti-transpose).
+
+    Returns:
+        ``[B, ..., S, S]``, a new tensor.
+    """
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x: expected square trailing dims, got shape {tuple(x.shape)}")
+    if which.shape != x.shape[:1]:
+        raise ValueError(f"which: expected shape {tuple(x.shape[:1])}, got {tuple(which.shape)}")
+    view = (-1,) + (1,) * (x.dim() - 1)
+    out = torch.where((which % 2 == 1).view(view), x.transpose(-1, -2), x)
+    return torch.where((which // 2 == 1).view(view), out.flip(-2, -1), out)
+
+
+def _symmetric_labels(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """``costs, paths: [N, K, K]`` -> ``[4, N, K, K]``: the shortest path of each symmetry of the costs.
+
+    Entry ``w`` is in the frame of ``corner_symmetry(., w)``; entry 0 is ``paths`` itself.
+    """
+    from imle_fn.shortest_path import shortest_path
+
+    out = [paths]
+    for w in range(1, 4):
+        which = torch.full((costs.shape[0],), w)
+        z = np.asarray(shortest_path(corner_symmetry(costs, which).numpy()))
+        out.append(torch.from_numpy(z).to(paths.dtype).reshape(paths.shape))
+    return torch.stack(out)
+
+
 def _predict(
     model: torch.nn.Module, images: torch.Tensor, method: str, timer: StepTimer, batch: int
 ) -> np.ndarray:
@@ -176,7 +230,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    images, _, paths = train_data
+    images, costs, paths = train_data
     test_images, test_costs, test_paths = test_data
     grid = int(paths.shape[-1])
     torch.manual_seed(config.seed)
@@ -188,6 +242,8 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     timer = StepTimer()
     loss_fn = make_loss(config, timer, generator)
+    if config.augment:
+        sym_paths = _symmetric_labels(costs, paths)  # [4, N, K, K]
     history: list[EpochMetrics] = []
     for epoch in range(1, config.epochs + 1):
         timer.reset()
@@ -203,8 +259,12 @@ def train(
             leave=False,
         )
         for idx in bar:
-            batch = images[idx].contiguous(memory_format=torch.channels_last)
-            loss = loss_fn(model(batch), paths[idx])
+            batch, target = images[idx], paths[idx]
+            if config.augment:
+                which = torch.randint(0, 4, (len(idx),), generator=generator)
+                batch, target = corner_symmetry(batch, which), sym_paths[which, idx]
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(batch), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             loss_fn.after_backward()
