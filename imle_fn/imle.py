@@ -18,11 +18,11 @@ Conventions (stated once here, pinned by tests/test_imle.py):
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar
 
 import torch
 
+from imle_fn._checks import check_finite, check_nonnegative, check_positive
 from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
 from imle_fn.perturb import perturb
 
@@ -30,14 +30,10 @@ __all__ = ["IMLE", "imle", "imle_vjp"]
 
 
 def _check_hparams(lam: float, alpha: float, temperature: float, target_temperature: float) -> None:
-    for name, value in (("lam", lam), ("alpha", alpha)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    if lam <= 0:
-        raise ValueError(f"lam: expected > 0, got {lam}")
-    for name, value in (("temperature", temperature), ("target_temperature", target_temperature)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    check_positive("lam", lam)
+    check_finite("alpha", alpha)
+    check_nonnegative("temperature", temperature)
+    check_nonnegative("target_temperature", target_temperature)
 
 
 def imle_vjp(

@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from imle_fn._checks import check_finite, check_nonnegative
 from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
-from imle_fn.estimators._checks import check_finite, check_nonnegative
 from imle_fn.estimators.central import target_difference
 
 __all__ = ["AIMLE", "aimle", "aimle_state", "aimle_update", "aimle_vjp"]

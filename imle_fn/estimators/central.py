@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from imle_fn._checks import check_finite, check_nonnegative, check_positive
 from imle_fn._estimator import Solve, estimate, reduce_to_theta
-from imle_fn.estimators._checks import check_finite, check_nonnegative, check_positive
 from imle_fn.imle import IMLE
 from imle_fn.perturb import perturb
 

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from imle_fn._checks import check_positive
 from imle_fn._estimator import Estimator, Solve, estimate, reduce_to_theta
-from imle_fn.estimators._checks import check_positive
 
 __all__ = ["DBB", "dbb", "dbb_vjp"]
 

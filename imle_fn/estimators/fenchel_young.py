@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from imle_fn.estimators._checks import check_nonnegative
+from imle_fn._checks import check_nonnegative
 from imle_fn.map_solve import map_solve, solver_key
 
 __all__ = ["fenchel_young_loss"]

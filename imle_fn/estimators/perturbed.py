@@ -22,8 +22,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from imle_fn._checks import check_positive
 from imle_fn._estimator import Estimator, Solve, estimate, num_sample_dims
-from imle_fn.estimators._checks import check_positive
 
 __all__ = ["Perturbed", "noise_score", "perturbed", "perturbed_vjp"]
 

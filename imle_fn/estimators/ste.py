@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from imle_fn._checks import check_nonnegative
 from imle_fn._estimator import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
-from imle_fn.estimators._checks import check_nonnegative
 
 __all__ = ["STE", "ste", "ste_vjp"]
 
