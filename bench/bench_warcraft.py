@@ -39,6 +39,7 @@ from imle_fn.warcraft.methods import (
     make_loss,
 )
 from imle_fn.warcraft.model import CostNet, PathResNet18
+from imle_fn.warcraft.report import run_label
 from imle_fn.warcraft.train import TrainConfig
 
 
@@ -139,7 +140,7 @@ def projection(out: Path) -> str:
         )
         projected = total - solver + instances * per_instance[k]
         lines.append(
-            f"| {r['method']} | {k} | {total:.1f} | {solver:.2f} | {instances:.0f} "
+            f"| {run_label(r['method'], r['config'].get('augment', False))} | {k} | {total:.1f} | {solver:.2f} | {instances:.0f} "
             f"| {1e3 * per_instance[k]:.2f} | {projected:.1f} | {projected / total:.2f} |"
         )
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER_ACCURACY", "sample_picture", "summarise", "write_summary"]
+__all__ = ["PAPER_ACCURACY", "run_label", "sample_picture", "summarise", "write_summary"]
 
 # Published test accuracy (%, cost-optimal paths, ORIGINAL data set, 10k training maps, 50 epochs):
 # I-MLE paper (Niepert et al. 2021), Table 2. Not comparable in absolute terms with the look-alike.
@@ -75,8 +75,13 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
+def run_label(method: str, augment: bool) -> str:
+    """The name of a run in tables and plots: the method, ``+sym`` if trained with ``--augment``."""
+    return f"{method}+sym" if augment else method
+
+
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['method']}+sym" if row.get("augment") else str(row["method"])
+    return run_label(str(row["method"]), bool(row.get("augment")))
 
 
 def _atomic_write(path: Path, write: Any) -> None:
