@@ -13,7 +13,7 @@ averaged over the batch (summed over cells), as in blackbox-backprop and the I-M
 * ``fy``: the perturbed Fenchel-Young loss (DPO; `imle_fn.estimators.fenchel_young`), Gaussian noise
   of scale ``sigma_fy`` (the paper: 0.01), ``num_samples`` samples per map, loss averaged over the
   batch (its gradient is ``mean_s MAP(theta + sigma * eps_s) - y`` per map). The Gaussian noise is
-  drawn here from the run's generator (`imle_fn.noise` has no Gaussian sampler).
+  drawn with `imle_fn.noise.gaussian` from the run's generator.
 * ``ste``: straight-through (`imle_fn.estimators.ste`), MAP forward, identity backward.
 * ``baseline``: no solver; `PathResNet18` logits against the label path, binary cross-entropy.
 """
