@@ -139,8 +139,9 @@ def projection(out: Path) -> str:
             x["solver_instances_train"] + x["solver_instances_eval"] for x in e
         )
         projected = total - solver + instances * per_instance[k]
+        label = run_label(r["method"], r["config"].get("augment", False))
         lines.append(
-            f"| {run_label(r['method'], r['config'].get('augment', False))} | {k} | {total:.1f} | {solver:.2f} | {instances:.0f} "
+            f"| {label} | {k} | {total:.1f} | {solver:.2f} | {instances:.0f} "
             f"| {1e3 * per_instance[k]:.2f} | {projected:.1f} | {projected / total:.2f} |"
         )
     return "\n".join(lines)
