@@ -1,4 +1,4 @@
-"""Sum-of-Gamma noise: `imle_fn.noise.sum_of_gamma` against reference-style samplers, same run.
+"""Sum-of-Gamma noise: `imle_fn.sum_of_gamma` against reference-style samplers, same run.
 
 Run: ``python -m pytest bench/bench_noise.py --benchmark-only --benchmark-group-by=param``
 
@@ -27,7 +27,7 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 from torch.distributions import Gamma
 
-from imle_fn.noise import gumbel, sum_of_gamma
+from imle_fn.core.noise import gumbel, sum_of_gamma
 
 K = 1.3 * 16
 NUM_TERMS = 100

@@ -1,4 +1,4 @@
-"""`imle_fn.ray.RaySolver` against calling the same solver serially, on a local 2-CPU Ray.
+"""`imle_fn.RaySolver` against calling the same solver serially, on a local 2-CPU Ray.
 
 Run (from the repository root)::
 
@@ -33,13 +33,13 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 from scipy.optimize import linear_sum_assignment
 
-from imle_fn.map_solve import map_solve
-from imle_fn.shortest_path import GridShortestPath
-from imle_fn.solver import as_solver
+from imle_fn.core.contract import as_solver
+from imle_fn.core.solving import map_solve
+from imle_fn.solvers.grid import GridShortestPath
 
 ray = pytest.importorskip("ray")
 
-from imle_fn.ray import RaySolver  # noqa: E402
+from imle_fn.distributed.remote import RaySolver  # noqa: E402
 
 BATCH, SAMPLES = 32, 2
 EXPENSIVE_SIDE = 120

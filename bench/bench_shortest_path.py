@@ -10,7 +10,7 @@ float32, 8-neighbourhood, both ends counted). In the same run:
 * ``scipy``: ``scipy.sparse.csgraph.dijkstra``, graph built once (at most 64 instances per call);
 * ``c_1thread``: a tight single-threaded C Dijkstra (batch 1024 only; skipped without a compiler);
 * ``imle_fn_1thread``: the Numba solver restricted to one thread (batch 1024 only);
-* ``torch_twin``: `imle_fn.shortest_path_torch.shortest_path_torch` on the CPU with one torch
+* ``torch_twin``: `imle_fn.solvers.grid_torch` on the CPU with one torch
   thread (batch 64 only; it is meant for GPUs, where it was not measured here).
 
 Each benchmark stores ``instances`` (per call) in ``extra_info``: divide its time by it for the
@@ -37,8 +37,8 @@ from bench.baselines import (
     heapq_dijkstra_batch,
     heapq_dijkstra_lean_batch,
 )
-from imle_fn.shortest_path import path_cost, shortest_path
-from imle_fn.shortest_path_torch import shortest_path_torch
+from imle_fn.solvers.grid import path_cost, shortest_path
+from imle_fn.solvers.grid_torch import shortest_path_torch
 
 SIZES = [12, 18, 24, 30]
 BATCHES = [1, 64, 1024]
@@ -146,7 +146,7 @@ _FIRST_CALL = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from imle_fn.shortest_path import shortest_path
+from imle_fn.solvers.grid import shortest_path
 t1 = time.perf_counter()
 shortest_path(np.ones((64, 12, 12), dtype=np.float32))
 t2 = time.perf_counter()

@@ -8,9 +8,9 @@ over the runs (all runs advance together as one batch; they do not interact).
 
 Estimators (``S`` noise samples or exact samples per step and run):
 
-* ``imle``: `imle_fn.imle.imle`, Sum-of-Gamma noise (k = 5, 10 terms), lam = 2;
+* ``imle``: `imle_fn.imle`, Sum-of-Gamma noise (k = 5, 10 terms), lam = 2;
 * ``imle_central``: `imle_fn.estimators.imle_central`, same noise and lam;
-* ``ste``: `imle_fn.estimators.ste` on the same Perturb-and-MAP samples;
+* ``ste``: `imle_fn.estimators.straight_through` on the same Perturb-and-MAP samples;
 * ``sfe``: the score-function estimator with exact samples from ``p(z; theta)``:
   ``mean_s ||z_s - b||^2 (z_s - mu(theta))`` (``mu``: exact marginals);
 * ``exact``: the exact gradient (a reference, not an estimator).
@@ -33,11 +33,11 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.central import imle_central
-from imle_fn.estimators.ste import ste
-from imle_fn.imle import imle
-from imle_fn.noise import sum_of_gamma
-from imle_fn.topk import TopK, topk_states
+from imle_fn.estimators.implicit_mle import imle
+from imle_fn.estimators.straight_through import ste
+from imle_fn.solvers.topk import TopK, topk_states
 
 N, K = 10, 5
 STATES = topk_states(N, K, dtype=torch.float64)  # [252, 10]

@@ -28,9 +28,8 @@ import pytest
 import torch
 
 from bench.baselines import heapq_dijkstra
-from imle_fn.imle import imle
-from imle_fn.warcraft.generator import generate_maps
-from imle_fn.warcraft.methods import (
+from imle_fn.apps.warcraft.generator import generate_maps
+from imle_fn.apps.warcraft.methods import (
     METHODS,
     MethodLoss,
     StepTimer,
@@ -38,9 +37,10 @@ from imle_fn.warcraft.methods import (
     hamming_loss,
     make_loss,
 )
-from imle_fn.warcraft.model import CostNet, PathResNet18
-from imle_fn.warcraft.report import run_label
-from imle_fn.warcraft.train import TrainConfig
+from imle_fn.apps.warcraft.model import CostNet, PathResNet18
+from imle_fn.apps.warcraft.report import run_label
+from imle_fn.apps.warcraft.train import TrainConfig
+from imle_fn.estimators.implicit_mle import imle
 
 
 class ReferenceSolver:

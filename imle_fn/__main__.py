@@ -2,6 +2,6 @@
 
 import sys
 
-from imle_fn.cli import main
+from imle_fn.apps.cli import main
 
 sys.exit(main())

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from imle_fn.imle import imle as _imle
-from imle_fn.noise import sum_of_gamma
-from imle_fn.solver import FunctionSolver
+from imle_fn.core.contract import FunctionSolver
+from imle_fn.core.noise import sum_of_gamma
+from imle_fn.estimators.implicit_mle import imle as _imle
 
 __all__ = [
     "BaseNoiseDistribution",

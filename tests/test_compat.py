@@ -13,7 +13,7 @@ from imle_fn.compat import (
     TargetDistribution,
     imle,
 )
-from imle_fn.shortest_path import GridShortestPath
+from imle_fn.solvers.grid import GridShortestPath
 
 _GRID = GridShortestPath()
 

@@ -14,15 +14,15 @@ pytest.importorskip("tqdm")
 
 from PIL import Image
 
-from imle_fn.cli import build_parser, main
-from imle_fn.demo.animations import GifWriter
-from imle_fn.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
-from imle_fn.demo.learning import learn, select_frames, uniform_init
-from imle_fn.demo.maps import WALL, flat_map, hamming_loss, reference_map
-from imle_fn.imle import imle
-from imle_fn.map_solve import map_solve
-from imle_fn.noise import sum_of_gamma
-from imle_fn.shortest_path import GridShortestPath
+from imle_fn.apps.cli import build_parser, main
+from imle_fn.apps.demo.animations import GifWriter
+from imle_fn.apps.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
+from imle_fn.apps.demo.learning import learn, select_frames, uniform_init
+from imle_fn.apps.demo.maps import WALL, flat_map, hamming_loss, reference_map
+from imle_fn.core.noise import sum_of_gamma
+from imle_fn.core.solving import map_solve
+from imle_fn.estimators.implicit_mle import imle
+from imle_fn.solvers.grid import GridShortestPath
 
 SOLVER = GridShortestPath()
 

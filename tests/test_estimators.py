@@ -10,18 +10,18 @@ import pytest
 import torch
 from torch.func import vmap
 
-from imle_fn.estimators.aimle import aimle, aimle_state, aimle_update
+from imle_fn.core.contract import as_solver
+from imle_fn.core.noise import gumbel, sum_of_gamma
+from imle_fn.core.solving import map_solve
+from imle_fn.estimators.adaptive import aimle, aimle_state, aimle_update
+from imle_fn.estimators.blackbox import dbb
 from imle_fn.estimators.central import imle_central
-from imle_fn.estimators.dbb import dbb
 from imle_fn.estimators.fenchel_young import fenchel_young_loss
-from imle_fn.estimators.perturbed import perturbed
-from imle_fn.estimators.ste import ste
-from imle_fn.imle import imle
-from imle_fn.map_solve import map_solve
-from imle_fn.noise import gumbel, sum_of_gamma
-from imle_fn.shortest_path import GridShortestPath
-from imle_fn.solver import as_solver
-from imle_fn.topk import TopK, topk_map
+from imle_fn.estimators.implicit_mle import imle
+from imle_fn.estimators.perturbed_optimizer import perturbed
+from imle_fn.estimators.straight_through import ste
+from imle_fn.solvers.grid import GridShortestPath
+from imle_fn.solvers.topk import TopK, topk_map
 from tests.conftest import CountingArgmax
 
 F64 = torch.float64

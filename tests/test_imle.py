@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.func import grad, jacrev, vjp, vmap
 
-from imle_fn.imle import imle, imle_vjp
-from imle_fn.map_solve import map_solve
-from imle_fn.noise import sum_of_gamma
+from imle_fn.core.noise import sum_of_gamma
+from imle_fn.core.solving import map_solve
+from imle_fn.estimators.implicit_mle import imle, imle_vjp
 from tests.conftest import CountingArgmax, TorchTopK, gumbel_noise
 
 

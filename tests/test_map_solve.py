@@ -8,7 +8,7 @@ import torch
 from torch.func import vmap
 
 from imle_fn import as_solver
-from imle_fn.map_solve import map_solve
+from imle_fn.core.solving import map_solve
 from tests.conftest import CountingArgmax, TorchTopK
 
 
@@ -144,7 +144,7 @@ def test_compiled_equals_eager(argmax_solver: CountingArgmax) -> None:
 
 
 def test_opcheck_map_solve(argmax_solver: CountingArgmax) -> None:
-    from imle_fn.map_solve import solver_key
+    from imle_fn.core.solving import solver_key
 
     handle, event_ndim = solver_key(argmax_solver, None)
     for theta in (torch.randn(3, 4, 5), torch.randn(5, 4, 3).permute(2, 1, 0)):
@@ -156,8 +156,8 @@ def test_opcheck_map_solve(argmax_solver: CountingArgmax) -> None:
 
 
 def test_opcheck_estimate(topk_solver: TorchTopK) -> None:
-    from imle_fn.imle import IMLE
-    from imle_fn.map_solve import solver_key
+    from imle_fn.core.solving import solver_key
+    from imle_fn.estimators.implicit_mle import IMLE
 
     handle, event_ndim = solver_key(topk_solver, None)
     estimator = IMLE(lam=0.5)

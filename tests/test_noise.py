@@ -1,4 +1,4 @@
-"""Tests of `imle_fn.noise`: distribution, reproducibility, per-instance k, dtypes and bad input.
+"""Tests of `imle_fn.core.noise`: distribution, reproducibility, per-instance k, dtypes and bad input.
 
 The statistical tests are seeded, so they are deterministic; their tolerances are stated next to
 each assertion and are several standard errors wide, so that a correct sampler passes for any seed
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from imle_fn.noise import gumbel, sum_of_gamma
+from imle_fn.core.noise import gumbel, sum_of_gamma
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -292,7 +292,7 @@ def test_gumbel_bad_arguments() -> None:
 
 
 def test_serial_and_parallel_kernels_agree() -> None:
-    from imle_fn import _noise_kernels
+    from imle_fn._kernels import sampling as _noise_kernels
 
     n = 1000
     k = np.linspace(0.5, 30.0, n)
@@ -307,7 +307,7 @@ def test_serial_and_parallel_kernels_agree() -> None:
 
 FORK_SCRIPT = """
 import os, sys, torch
-from imle_fn.noise import sum_of_gamma
+from imle_fn.core.noise import sum_of_gamma
 def draw():
     return sum_of_gamma((40, 8, 8), k=3.0, num_terms=5, generator=torch.Generator().manual_seed(19))
 expected = draw()  # launches the threading layer in the parent
@@ -340,7 +340,7 @@ def test_ziggurat_normal_and_exponential() -> None:
     from numba import njit
     from scipy.stats import kstest
 
-    from imle_fn import _noise_kernels as nk
+    from imle_fn._kernels import sampling as nk
 
     @njit
     def draw(n: int, seed: np.uint64) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +370,7 @@ def test_ziggurat_normal_and_exponential() -> None:
 def test_gaussian_is_standard_normal_and_seeded() -> None:
     from scipy import stats
 
-    from imle_fn.noise import gaussian
+    from imle_fn.core.noise import gaussian
 
     a = gaussian((20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     b = gaussian((20000,), generator=torch.Generator().manual_seed(0), dtype=torch.float64)

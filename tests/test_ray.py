@@ -1,4 +1,4 @@
-"""`imle_fn.ray.RaySolver` on a real local Ray (2 CPUs, started once for this module).
+"""`imle_fn.RaySolver` on a real local Ray (2 CPUs, started once for this module).
 
 Solvers defined here are pickled by value (this test module is not importable on Ray workers).
 """
@@ -19,8 +19,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from imle_fn._ray_worker import chunk_bounds  # noqa: E402
-from imle_fn.ray import RaySolver, SolverWorkerError  # noqa: E402
+from imle_fn.distributed.remote import RaySolver, SolverWorkerError  # noqa: E402
+from imle_fn.distributed.worker import chunk_bounds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def test_actors_keep_state_and_order() -> None:
 
 def test_map_solve_imle_and_compat_accept_it() -> None:
     from imle_fn import compat
-    from imle_fn.map_solve import map_solve
+    from imle_fn.core.solving import map_solve
 
     theta = torch.randn(3, 4, 10, dtype=torch.float64)
     wrapped = RaySolver(TorchTopK(), chunk_size=5)
@@ -137,8 +137,8 @@ def test_map_solve_imle_and_compat_accept_it() -> None:
 
 
 def test_imle_under_nested_vmap_makes_one_round_per_pass() -> None:
-    from imle_fn.imle import imle
-    from imle_fn.solver import as_solver
+    from imle_fn.core.contract import as_solver
+    from imle_fn.estimators.implicit_mle import imle
 
     theta = torch.randn(3, 2, 10, dtype=torch.float64)  # [B1, B2, d]
     noise = torch.randn(4, 3, 2, 10, dtype=torch.float64)  # [S, B1, B2, d]
@@ -160,8 +160,8 @@ def test_imle_under_nested_vmap_makes_one_round_per_pass() -> None:
 
 
 def test_other_estimators_accept_it() -> None:
-    from imle_fn.estimators.dbb import dbb
-    from imle_fn.solver import as_solver
+    from imle_fn.core.contract import as_solver
+    from imle_fn.estimators.blackbox import dbb
 
     theta = torch.randn(6, 10, dtype=torch.float64)
     dz = torch.randn(6, 10, dtype=torch.float64)
@@ -295,8 +295,8 @@ def test_missing_ray_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_imle_fn_imports_without_ray() -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "import imle_fn, imle_fn.ray\n"
-        "try:\n    imle_fn.ray.RaySolver(len, event_ndim=1)\n"
+        "import imle_fn, imle_fn.distributed.remote\n"
+        "try:\n    imle_fn.RaySolver(len, event_ndim=1)\n"
         "except ImportError as e:\n    print(e)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -1,4 +1,4 @@
-"""Tests of `imle_fn.demo.reference_dijkstra`: the reference's Dijkstra rules on signed costs."""
+"""Tests of `imle_fn.apps.demo.reference_dijkstra`: the reference's Dijkstra rules on signed costs."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from imle_fn.demo.configs import Hyper, LearningConfig
-from imle_fn.demo.learning import learn, uniform_init
-from imle_fn.demo.maps import WALL, reference_map
-from imle_fn.demo.reference_dijkstra import ReferenceDijkstra, reference_dijkstra
-from imle_fn.map_solve import map_solve
-from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
+from imle_fn.apps.demo.configs import Hyper, LearningConfig
+from imle_fn.apps.demo.learning import learn, uniform_init
+from imle_fn.apps.demo.maps import WALL, reference_map
+from imle_fn.apps.demo.reference_dijkstra import ReferenceDijkstra, reference_dijkstra
+from imle_fn.core.solving import map_solve
+from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
 
 
 def rules_oracle(costs: np.ndarray) -> np.ndarray:
@@ -116,8 +116,8 @@ def test_hundred_samples_reach_gold_only_without_clamping() -> None:
 
 
 def test_demo_learning_solver_option(tmp_path: Path) -> None:
-    from imle_fn.cli import build_parser
-    from imle_fn.demo.pipeline import LEARNING_SOLVERS, run_demo
+    from imle_fn.apps.cli import build_parser
+    from imle_fn.apps.demo.pipeline import LEARNING_SOLVERS, run_demo
 
     parser = build_parser()
     assert parser.parse_args(["demo"]).learning_solver == "exact"

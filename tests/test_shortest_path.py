@@ -18,8 +18,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
-from imle_fn.solver import Solver
+from imle_fn.core.contract import Solver
+from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
 
 VALUES = [0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.inf]  # zeros, ties and walls on purpose
 Cell = tuple[int, int]
@@ -395,8 +395,8 @@ def test_grid_shortest_path_options_and_pickle() -> None:
 
 
 def test_grid_shortest_path_in_map_solve_and_imle() -> None:
-    from imle_fn.imle import imle
-    from imle_fn.map_solve import map_solve
+    from imle_fn.core.solving import map_solve
+    from imle_fn.estimators.implicit_mle import imle
 
     solver = GridShortestPath()
     theta = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0), requires_grad=True)

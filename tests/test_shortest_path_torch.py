@@ -11,10 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imle_fn.map_solve import map_solve
-from imle_fn.shortest_path import GridShortestPath, path_cost, shortest_path
-from imle_fn.shortest_path_torch import TorchGridShortestPath, shortest_path_torch
-from imle_fn.solver import Solver
+from imle_fn.core.contract import Solver
+from imle_fn.core.solving import map_solve
+from imle_fn.solvers.grid import GridShortestPath, TorchGridShortestPath, path_cost, shortest_path
+from imle_fn.solvers.grid_torch import shortest_path_torch
 from tests.test_shortest_path import HYP, assert_one_path, dijkstra_oracle, grids
 
 

@@ -2,7 +2,7 @@
 
 Facts behind these tests (numba 0.68): with the GNU OpenMP layer a child forked after the parent
 launched parallel work dies on its first parallel call; with the workqueue layer two Python threads
-launching parallel kernels at once abort the process. `imle_fn._threading` guards both
+launching parallel kernels at once abort the process. `imle_fn._kernels.parallel` guards both
 (serial kernel in such children, a lock for workqueue). Each layer is tested in a fresh process,
 because a process picks its layer once.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from imle_fn.shortest_path import shortest_path
+from imle_fn.solvers.grid import shortest_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +97,7 @@ _SCRIPT = textwrap.dedent(
     package = types.ModuleType("imle_fn")
     package.__path__ = [sys.argv[1]]
     sys.modules["imle_fn"] = package
-    from imle_fn import _dijkstra as mod
+    from imle_fn._kernels import dijkstra as mod
     rng = np.random.default_rng(0)
     costs = rng.choice([0.8, 1.2, 5.3, 7.7, 9.2], size=(64, 12, 12))
 

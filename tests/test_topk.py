@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.func import vmap
 
-from imle_fn.imle import imle
-from imle_fn.map_solve import map_solve
-from imle_fn.noise import sum_of_gamma
-from imle_fn.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
+from imle_fn.core.noise import sum_of_gamma
+from imle_fn.core.solving import map_solve
+from imle_fn.estimators.implicit_mle import imle
+from imle_fn.solvers.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
 
 
 def naive_topk(theta: list[float], k: int) -> list[float]:

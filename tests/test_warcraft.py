@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from imle_fn.warcraft.generator import (
+from imle_fn.apps.warcraft.generator import (
     COSTS,
     PX_PER_CELL,
     generate_maps,
@@ -17,9 +17,9 @@ from imle_fn.warcraft.generator import (
     make_tileset,
     save_maps,
 )
-from imle_fn.warcraft.methods import METHODS, hamming_loss, make_loss
-from imle_fn.warcraft.model import CostNet, PathResNet18
-from imle_fn.warcraft.train import (
+from imle_fn.apps.warcraft.methods import METHODS, hamming_loss, make_loss
+from imle_fn.apps.warcraft.model import CostNet, PathResNet18
+from imle_fn.apps.warcraft.train import (
     TrainConfig,
     corner_symmetry,
     evaluate_paths,
@@ -143,8 +143,8 @@ def test_hamming_loss_counts_wrong_cells_per_map() -> None:
 @pytest.mark.parametrize("method", ["imle", "aimle", "dbb", "fy", "ste"])
 def test_loss_sign_convention_learns_the_label_path(method: str) -> None:
     """Descending each method's loss on free costs makes the label the shortest path."""
-    from imle_fn.shortest_path import shortest_path
-    from imle_fn.warcraft.methods import StepTimer
+    from imle_fn.apps.warcraft.methods import StepTimer
+    from imle_fn.solvers.grid import shortest_path
 
     rng = np.random.default_rng(0)
     label = torch.from_numpy(shortest_path(rng.uniform(0.5, 2.0, (4, 6, 6)))).float()
@@ -193,8 +193,8 @@ def test_corner_symmetry_is_the_four_corner_preserving_maps() -> None:
 
 def test_augmented_labels_are_the_solvers_paths_of_the_moved_costs() -> None:
     """Ties are common (five cost values): each moved map's label is re-solved, and optimal."""
-    from imle_fn.shortest_path import shortest_path
-    from imle_fn.warcraft.train import _symmetric_labels
+    from imle_fn.apps.warcraft.train import _symmetric_labels
+    from imle_fn.solvers.grid import shortest_path
 
     maps = generate_maps(6, 7, seed=2)
     costs, paths = torch.from_numpy(maps.costs), torch.from_numpy(maps.paths).float()
@@ -214,7 +214,7 @@ def test_augmented_labels_are_the_solvers_paths_of_the_moved_costs() -> None:
 
 
 def test_train_with_augmentation_is_seeded_and_changes_what_is_seen() -> None:
-    from imle_fn.warcraft.command import _tensors
+    from imle_fn.apps.warcraft.command import _tensors
 
     maps = generate_maps(14, 5, seed=4)
     pixels = torch.from_numpy(maps.images).float().div(255.0)
@@ -233,7 +233,7 @@ def test_train_with_augmentation_is_seeded_and_changes_what_is_seen() -> None:
 
 def test_command_smoke_run(tmp_path: Path) -> None:
     """CI-sized run: tiny data, one epoch, two methods; the outputs are written and consistent."""
-    from imle_fn.cli import main
+    from imle_fn.apps.cli import main
 
     argv = [
         *("bench", "warcraft", "--grid", "6", "--train", "14", "--test", "6", "--epochs", "1"),
@@ -270,7 +270,7 @@ def test_command_smoke_run(tmp_path: Path) -> None:
 
 
 def test_command_rejects_bad_sizes(tmp_path: Path) -> None:
-    from imle_fn.cli import main
+    from imle_fn.apps.cli import main
 
     with pytest.raises(ValueError, match="--train"):
         main(["bench", "warcraft", "--train", "0", "--out", str(tmp_path)])

@@ -1,6 +1,6 @@
 """Central (two-sided) differences for I-MLE: targets ``theta + lam * dz`` and ``theta - lam * dz``.
 
-One-sided I-MLE (`imle_fn.imle.imle`) differences the forward sample against one target:
+One-sided I-MLE (`imle_fn.imle`) differences the forward sample against one target:
 ``(z - MAP(theta - lam * dz + eps)) / lam``. Its mirror image ``(MAP(theta + lam * dz + eps) - z) / lam``
 is the other one-sided estimate, and their average is the central difference
 
@@ -18,10 +18,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn._checks import check_finite, check_nonnegative, check_positive
-from imle_fn._estimator import Solve, estimate, reduce_to_theta
-from imle_fn.imle import IMLE
-from imle_fn.perturb import perturb
+from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
+from imle_fn.core.perturbation import perturb
+from imle_fn.core.wiring import Solve, estimate, reduce_to_theta
+from imle_fn.estimators.implicit_mle import IMLE
 
 __all__ = ["CentralIMLE", "imle_central", "imle_central_vjp", "target_difference"]
 
@@ -131,7 +131,7 @@ def imle_central(
     """I-MLE with central differences: forward ``z = MAP(theta + temperature * noise)``.
 
     Backward: `imle_central_vjp`. Arguments, shapes and composability are those of
-    `imle_fn.imle.imle`; the backward makes one solver call on twice the batch.
+    `imle_fn.imle`; the backward makes one solver call on twice the batch.
 
     Returns:
         ``[*sample, *batch, *event]`` sampled MAP states.

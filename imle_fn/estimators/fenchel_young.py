@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from imle_fn._checks import check_nonnegative
-from imle_fn.map_solve import map_solve, solver_key
+from imle_fn.core.checks import check_nonnegative
+from imle_fn.core.solving import map_solve, solver_key
 
 __all__ = ["fenchel_young_loss"]
 

@@ -1,0 +1,57 @@
+"""The ``imle-fn`` command line (also ``python -m imle_fn``).
+
+Subcommands live in their own modules; each exposes ``add_arguments(parser)`` and ``run(args) -> int``:
+
+* ``imle-fn demo``: the seed's example end to end (`imle_fn.apps.demo.command`).
+* ``imle-fn bench warcraft``: the Warcraft-style shortest-path benchmark (`imle_fn.apps.warcraft.command`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Sequence
+
+__all__ = ["build_parser", "main"]
+
+# (subcommand path, module, help): modules are imported lazily so `--help` stays fast and optional
+# dependencies (matplotlib, ...) are only needed by the subcommand that uses them.
+_COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("demo",),
+        "imle_fn.apps.demo.command",
+        "the seed's example: map, sampled paths, gradients, learning",
+    ),
+    (
+        ("bench", "warcraft"),
+        "imle_fn.apps.warcraft.command",
+        "Warcraft-style shortest-path benchmark",
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``imle-fn`` argument parser with every subcommand attached."""
+    parser = argparse.ArgumentParser(
+        prog="imle-fn", description="imle_fn: I-MLE gradients through discrete solvers."
+    )
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    for path, module_name, help_text in _COMMANDS:
+        sub = top
+        if len(path) == 2:
+            if path[0] not in groups:
+                group = top.add_parser(path[0], help=f"{path[0]} subcommands")
+                groups[path[0]] = group.add_subparsers(dest="subcommand", required=True)
+            sub = groups[path[0]]
+        cmd = sub.add_parser(path[-1], help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imle-fn`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args._run(args))

@@ -1,0 +1,149 @@
+"""The training losses of the Warcraft benchmark, one per method, with solver and noise timing.
+
+Every solver-based method turns the network's non-negative cell COSTS into SCORES ``theta = -costs``
+(imle_fn maximises scores) and solves with `imle_fn.GridShortestPath`, which returns the
+shortest path of ``-theta``. The loss is the Hamming loss between the predicted and the label path,
+averaged over the batch (summed over cells), as in blackbox-backprop and the I-MLE paper.
+
+* ``imle``: I-MLE, MAP-MAP (no noise), lambda ``lam_imle`` (the paper: 50).
+* ``aimle``: adaptive I-MLE (`imle_fn.estimators.adaptive`), MAP-MAP, ``beta`` starting at 1 and
+  adapted by `aimle_update`'s defaults (target of one non-zero gradient entry per map).
+* ``dbb``: blackbox differentiation (`imle_fn.estimators.blackbox`), lambda ``lam_dbb`` (the paper: 20),
+  target costs clamped at 0.
+* ``fy``: the perturbed Fenchel-Young loss (DPO; `imle_fn.estimators.fenchel_young`), Gaussian noise
+  of scale ``sigma_fy`` (the paper: 0.01), ``num_samples`` samples per map, loss averaged over the
+  batch (its gradient is ``mean_s MAP(theta + sigma * eps_s) - y`` per map). The Gaussian noise is
+  drawn with `imle_fn.gaussian` from the run's generator.
+* ``ste``: straight-through (`imle_fn.estimators.straight_through`), MAP forward, identity backward.
+* ``baseline``: no solver; `PathResNet18` logits against the label path, binary cross-entropy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from imle_fn.apps.warcraft.train import TrainConfig
+
+__all__ = ["METHODS", "MethodLoss", "StepTimer", "TimedSolver", "hamming_loss", "make_loss"]
+
+METHODS: tuple[str, ...] = ("imle", "aimle", "dbb", "fy", "ste", "baseline")
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class StepTimer:
+    """Accumulates seconds spent in the solver and in noise sampling, and solved instances."""
+
+    def __init__(self) -> None:
+        self.solver = 0.0
+        self.noise = 0.0
+        self.instances = 0
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        self.solver, self.noise, self.instances = 0.0, 0.0, 0
+
+
+class TimedSolver:
+    """A solver that forwards to ``solver`` and adds its wall time and batch size to ``timer``."""
+
+    def __init__(self, solver: Any, timer: StepTimer) -> None:
+        self.solver = solver
+        self.timer = timer
+        self.event_ndim: int = solver.event_ndim
+        self.backend = solver.backend
+
+    def __call__(self, theta: Any) -> Any:
+        start = time.perf_counter()
+        z = self.solver(theta)
+        self.timer.solver += time.perf_counter() - start
+        self.timer.instances += int(theta.shape[0])
+        return z
+
+
+def hamming_loss(z: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """``z, paths: [B, K, K]`` -> the number of differing cells, averaged over the batch."""
+    errors = z * (1.0 - paths) + (1.0 - z) * paths  # [B, K, K]
+    return errors.mean(dim=0).sum()
+
+
+class MethodLoss:
+    """``loss(network_output [B, K, K], paths [B, K, K]) -> scalar``, plus a hook after backward."""
+
+    def __init__(self, fn: Loss, after_backward: Callable[[], None] | None = None) -> None:
+        self.fn = fn
+        self._after_backward = after_backward
+
+    def __call__(self, output: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+        return self.fn(output, paths)
+
+    def after_backward(self) -> None:
+        """Update any estimator state from the gradients of the last backward (AIMLE's beta)."""
+        if self._after_backward is not None:
+            self._after_backward()
+
+
+def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator) -> MethodLoss:
+    """Return the training loss of ``config.method`` (see the module docstring).
+
+    Args:
+        config: the run's settings (method and hyper-parameters).
+        timer: receives solver and noise times.
+        generator: the source of any noise the method draws.
+    """
+    if config.method == "baseline":
+        bce = torch.nn.BCEWithLogitsLoss()
+        return MethodLoss(lambda logits, paths: bce(logits, paths))
+
+    from imle_fn.solvers.grid import GridShortestPath
+
+    solver = TimedSolver(GridShortestPath(), timer)
+    if config.method == "imle":
+        from imle_fn.estimators.implicit_mle import imle
+
+        def imle_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            return hamming_loss(imle(-costs, None, solver, lam=config.lam_imle), paths)
+
+        return MethodLoss(imle_loss)
+    if config.method == "dbb":
+        from imle_fn.estimators.blackbox import dbb
+
+        def dbb_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            return hamming_loss(dbb(-costs, solver, lam=config.lam_dbb, clamp_costs=True), paths)
+
+        return MethodLoss(dbb_loss)
+    if config.method == "fy":
+        from imle_fn.core.noise import gaussian
+        from imle_fn.estimators.fenchel_young import fenchel_young_loss
+
+        def fy_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            start = time.perf_counter()
+            noise = gaussian((config.num_samples, *costs.shape), generator=generator)
+            timer.noise += time.perf_counter() - start
+            theta = -costs
+            loss = fenchel_young_loss(theta, paths, noise, solver, sigma=config.sigma_fy)
+            return loss.mean()  # [B] -> scalar, averaged over the batch
+
+        return MethodLoss(fy_loss)
+    if config.method == "ste":
+        from imle_fn.estimators.straight_through import ste
+
+        return MethodLoss(lambda costs, paths: hamming_loss(ste(-costs, None, solver), paths))
+    if config.method == "aimle":
+        from imle_fn.estimators.adaptive import aimle, aimle_state, aimle_update
+
+        state = [aimle_state(beta=1.0).requires_grad_()]
+
+        def aimle_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+            return hamming_loss(aimle(-costs, None, solver, state[0]), paths)
+
+        def update() -> None:
+            state[0] = aimle_update(state[0].detach(), state[0].grad).requires_grad_()
+
+        return MethodLoss(aimle_loss, update)
+    raise ValueError(f"method: expected one of {METHODS}, got {config.method!r}")

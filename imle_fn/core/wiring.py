@@ -1,0 +1,328 @@
+"""How an estimator's forward and VJP are wired into PyTorch so that everything composes.
+
+An `Estimator` is a frozen set of hyper-parameters plus two plain functions made of torch ops and
+solver calls: ``forward(theta, noise, solve) -> (out, residual)`` and
+``vjp(dout, theta, noise, out, residual, solve) -> dtheta``. `estimate` attaches the VJP as the
+custom gradient of the forward, by one of two routes that compute the same thing:
+
+* eager: a new-style `torch.autograd.Function` with ``generate_vmap_rule = True``, which composes
+  with `torch.func.grad`, `vjp`, `jacrev`, `vmap` (nested, and ``vmap(grad)``) and ``.backward()``;
+* under `torch.compile`: the custom op ``imle_fn::estimate`` with ``register_autograd`` and a vmap
+  rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
+  (pytorch#129845, see the project's TORCH_FUNC_NOTES).
+
+Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not supported and raises.
+Noise is data: it never receives a gradient (passing noise that requires grad is an error).
+
+An estimator may also take an optional ``state`` tensor (adaptive I-MLE's ``(beta, ema)``): it is
+saved for the backward, which then calls ``vjp_with_state`` and returns a cotangent for it (AIMLE
+returns additive statistics there, so several uses and vmapped slices sum as they should).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from imle_fn.core.perturbation import perturb
+from imle_fn.core.solving import solve_op, solver_key
+
+__all__ = [
+    "Estimator",
+    "PerturbAndMAP",
+    "Solve",
+    "estimate",
+    "num_sample_dims",
+    "reduce_to_theta",
+]
+
+_REGISTRY: dict[str, type[Estimator]] = {}
+_FIELD_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
+
+
+class Solve:
+    """The solver as estimators see it: ``solve(x)`` -> MAP states of ``x``, one call per pass."""
+
+    def __init__(self, handle: int, event_ndim: int) -> None:
+        self.handle = handle
+        self.event_ndim = event_ndim
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return solve_op(x, self.handle, self.event_ndim)
+
+
+def num_sample_dims(theta: torch.Tensor, noise: torch.Tensor | None) -> int:
+    """Number of leading sample dims of ``noise`` (its dims beyond those of ``theta``)."""
+    return 0 if noise is None else max(noise.ndim - theta.ndim, 0)
+
+
+def reduce_to_theta(
+    grad: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None
+) -> torch.Tensor:
+    """Average ``grad: [*sample, *shape]`` over the sample dims, then sum broadcast dims of theta."""
+    ns = num_sample_dims(theta, noise)
+    if ns:
+        grad = grad.mean(dim=tuple(range(ns)))  # [*shape]
+    return grad.sum_to_size(theta.shape).to(theta.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator(ABC):
+    """Hyper-parameters of a gradient estimator (every field a float, int or bool)."""
+
+    name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    @abstractmethod
+    def forward(
+        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(out, residual)``; ``residual`` is saved for the VJP (an empty tensor if unused)."""
+
+    @abstractmethod
+    def vjp(
+        self,
+        dout: torch.Tensor,
+        theta: torch.Tensor,
+        noise: torch.Tensor | None,
+        out: torch.Tensor,
+        residual: torch.Tensor,
+        solve: Solve,
+    ) -> torch.Tensor:
+        """Return the estimated gradient with respect to ``theta`` (shaped like ``theta``)."""
+
+    def vjp_with_state(
+        self,
+        dout: torch.Tensor,
+        theta: torch.Tensor,
+        noise: torch.Tensor | None,
+        out: torch.Tensor,
+        residual: torch.Tensor,
+        state: torch.Tensor,
+        solve: Solve,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VJP when a ``state`` tensor was passed: ``(dtheta, dstate)``."""
+        raise TypeError(f"estimator {self.name!r} takes no state tensor")
+
+    def out_dims(self, num_sample_dims: int) -> tuple[int | None, int | None]:
+        """Where a vmapped dim lands in ``(out, residual)`` when the op is batched."""
+        return num_sample_dims, None
+
+    def params(self) -> list[float]:
+        return [float(getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+    @classmethod
+    def from_params(cls, params: list[float]) -> Estimator:
+        values = {
+            f.name: _FIELD_TYPES[str(f.type)](v)
+            for f, v in zip(dataclasses.fields(cls), params, strict=True)
+        }
+        return cls(**values)
+
+
+class PerturbAndMAP:
+    """Mixin for estimators whose forward is Perturb-and-MAP: ``z = MAP(theta + temperature * noise)``.
+
+    The subclass provides the ``temperature`` field; nothing is saved besides ``z``.
+    """
+
+    temperature: float
+
+    def forward(
+        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        z = solve(perturb(theta, noise, self.temperature))
+        return z, z.new_empty(0)
+
+
+class _Estimate(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        theta: torch.Tensor,
+        noise: torch.Tensor | None,
+        estimator: Estimator,
+        handle: int,
+        event_ndim: int,
+        state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return estimator.forward(theta, noise, Solve(handle, event_ndim))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        theta, noise, estimator, handle, event_ndim, state = inputs
+        out, residual = output
+        ctx.mark_non_differentiable(residual)
+        ctx.save_for_backward(theta, noise, out, residual, state)
+        ctx.estimator = estimator
+        ctx.solve = Solve(handle, event_ndim)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
+        theta, noise, out, residual, state = ctx.saved_tensors
+        dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+        return dtheta, None, None, None, None, dstate
+
+
+def _vjp(
+    estimator: Estimator,
+    dout: torch.Tensor,
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    out: torch.Tensor,
+    residual: torch.Tensor,
+    state: torch.Tensor | None,
+    solve: Solve,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if state is None:
+        return estimator.vjp(dout, theta, noise, out, residual, solve), None
+    return estimator.vjp_with_state(dout, theta, noise, out, residual, state, solve)
+
+
+@torch.library.custom_op("imle_fn::estimate", mutates_args=())
+def _estimate_op(
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    name: str,
+    params: list[float],
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    estimator = _REGISTRY[name].from_params(params)
+    out, residual = estimator.forward(theta, noise, Solve(handle, event_ndim))
+    # Fresh, contiguous outputs: the fake below promises exactly that.
+    return out.contiguous().clone() if out is theta else out.contiguous(), residual.contiguous()
+
+
+@_estimate_op.register_fake
+def _estimate_fake(
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    name: str,
+    params: list[float],
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # The forward is torch ops plus the map_solve op, which has its own fake: run it on fakes.
+    out, residual = (
+        _REGISTRY[name].from_params(params).forward(theta, noise, Solve(handle, event_ndim))
+    )
+    return out.new_empty(out.shape), residual.new_empty(residual.shape)
+
+
+def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    theta, noise, name, params, handle, event_ndim, state = inputs
+    out, residual = output
+    ctx.save_for_backward(theta, noise, out, residual, state)
+    ctx.estimator = _REGISTRY[name].from_params(params)
+    ctx.solve = Solve(handle, event_ndim)
+
+
+def _estimate_backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
+    theta, noise, out, residual, state = ctx.saved_tensors
+    dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+    return dtheta, None, None, None, None, None, dstate
+
+
+_estimate_op.register_autograd(_estimate_backward, setup_context=_estimate_setup_context)
+
+
+@_estimate_op.register_vmap
+def _estimate_vmap(
+    info: Any,
+    in_dims: tuple[Any, ...],
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    name: str,
+    params: list[float],
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None = None,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int | None, int | None]]:
+    theta_dim, noise_dim = in_dims[0], in_dims[1]
+    if len(in_dims) > 6 and in_dims[6] is not None:
+        raise NotImplementedError(
+            "state: a vmapped (per-slice) estimator state is not supported under torch.compile;"
+            " pass one state shared by all slices, or run eagerly"
+        )
+    size = info.batch_size
+    # Logical (per-slice) shapes decide the sample dims, exactly as in the unbatched call.
+    theta_l = theta.ndim - (theta_dim is not None)
+    theta = (
+        theta.movedim(theta_dim, 0)
+        if theta_dim is not None
+        else theta.expand(size, *theta.shape)  # [V, *theta]: per-slice gradients stay separate
+    )
+    ns = 0
+    if noise is not None:
+        noise = noise.movedim(noise_dim, 0) if noise_dim is not None else noise.unsqueeze(0)
+        noise_l = noise.ndim - 1
+        ns = max(noise_l - theta_l, 0)
+        for _ in range(theta_l - noise_l):  # left-pad so the trailing dims still line up
+            noise = noise.unsqueeze(1)
+        noise = noise.movedim(0, ns)  # [*sample, V, *rest]
+    out, residual = torch.ops.imle_fn.estimate(
+        theta, noise, name, params, handle, event_ndim, state
+    )
+    return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
+
+
+def _check_inputs(theta: Any, noise: Any) -> None:
+    if not isinstance(theta, torch.Tensor):
+        raise TypeError(f"theta: expected a torch.Tensor, got {type(theta).__name__}")
+    if not theta.is_floating_point():
+        raise TypeError(f"theta: expected a floating-point tensor, got dtype {theta.dtype}")
+    if noise is None:
+        return
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise: expected a torch.Tensor or None, got {type(noise).__name__}")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise: expected a floating-point tensor, got dtype {noise.dtype}")
+    if noise.requires_grad:
+        raise ValueError("noise: must not require grad (noise is data; I-MLE gives it no gradient)")
+    ns = max(noise.ndim - theta.ndim, 0)
+    try:
+        shape = torch.broadcast_shapes(noise.shape[ns:], theta.shape)
+    except RuntimeError:
+        shape = None
+    if shape != theta.shape:
+        raise ValueError(
+            f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"
+            f" to theta's), got {tuple(noise.shape)}"
+        )
+
+
+def estimate(
+    estimator: Estimator,
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    solver: Any,
+    event_ndim: int | None = None,
+    state: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run ``estimator``'s forward with its VJP attached as the custom gradient.
+
+    ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
+    becomes the state's gradient.
+    """
+    _check_inputs(theta, noise)
+    if noise is not None and noise.device != theta.device:
+        raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
+    handle, event_ndim = solver_key(solver, event_ndim)
+    if torch.compiler.is_compiling():
+        out, _ = torch.ops.imle_fn.estimate(
+            theta, noise, estimator.name, estimator.params(), handle, event_ndim, state
+        )
+    else:
+        out, _ = _Estimate.apply(theta, noise, estimator, handle, event_ndim, state)
+    return out

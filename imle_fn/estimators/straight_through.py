@@ -1,0 +1,74 @@
+"""Straight-through estimator (STE): Perturb-and-MAP forward, identity backward."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+
+from imle_fn.core.checks import check_nonnegative
+from imle_fn.core.wiring import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
+
+__all__ = ["STE", "ste", "ste_vjp"]
+
+
+def ste_vjp(dz: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """The straight-through VJP: ``dtheta = mean over samples of dz``.
+
+    Args:
+        dz: ``[*sample, *theta.shape]`` cotangent of the sampled states.
+        theta: ``[*batch, *event]`` scores.
+        noise: the forward's noise (only its sample dims matter), or None.
+
+    Returns:
+        ``theta.shape`` gradient estimate.
+    """
+    return reduce_to_theta(dz, theta, noise)
+
+
+@dataclasses.dataclass(frozen=True)
+class STE(PerturbAndMAP, Estimator):
+    """STE's hyper-parameters (see `ste`)."""
+
+    name: ClassVar[str] = "ste"
+    temperature: float = 1.0
+
+    def vjp(
+        self,
+        dout: torch.Tensor,
+        theta: torch.Tensor,
+        noise: torch.Tensor | None,
+        out: torch.Tensor,
+        residual: torch.Tensor,
+        solve: Solve,
+    ) -> torch.Tensor:
+        return ste_vjp(dout, theta, noise)
+
+
+def ste(
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    solver: Any,
+    *,
+    temperature: float = 1.0,
+    event_ndim: int | None = None,
+) -> torch.Tensor:
+    """Sample MAP states ``z = MAP(theta + temperature * noise)``; backpropagate ``dz`` unchanged.
+
+    The straight-through estimator treats the solver as the identity in the backward pass: no solver
+    call, ``dtheta = mean over samples of dz``. Same noise and sample-dim conventions as
+    `imle_fn.imle`.
+
+    Args:
+        theta: ``[*batch, *event]`` scores (maximised).
+        noise: None, ``[*batch, *event]`` (or broadcastable) or ``[S, *batch, *event]`` noise.
+        solver: any `imle_fn.Solver`.
+        temperature: input noise temperature (>= 0).
+        event_ndim: trailing dims of one instance; defaults to ``solver.event_ndim``.
+
+    Returns:
+        ``[*sample, *batch, *event]`` MAP states.
+    """
+    estimator = STE(check_nonnegative("temperature", temperature))
+    return estimate(estimator, theta, noise, solver, event_ndim)
