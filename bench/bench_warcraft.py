@@ -28,13 +28,12 @@ import pytest
 import torch
 
 from bench.baselines import heapq_dijkstra
+from imle_fn.apps.timing import TimedSolver, Timer
 from imle_fn.apps.warcraft.generator import generate_maps
 from imle_fn.apps.warcraft.methods import (
     METHODS,
     MethodLoss,
-    StepTimer,
-    TimedSolver,
-    hamming_loss,
+    batch_mean_hamming,
     make_loss,
 )
 from imle_fn.apps.warcraft.model import CostNet, PathResNet18
@@ -88,12 +87,12 @@ def test_training_step(
     net = PathResNet18(12) if method == "baseline" else CostNet(12)
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(net.parameters(), lr=5e-4)
-    timer = StepTimer()
+    timer = Timer()
     loss_fn = make_loss(TrainConfig(method=method.split("-")[0]), timer, torch.Generator())
     if method == "imle-heapq":  # the same I-MLE loss with the reference-style solver
         solver = TimedSolver(ReferenceSolver(), timer)
         loss_fn = MethodLoss(
-            lambda costs, paths: hamming_loss(imle(-costs, None, solver, lam=50.0), paths)
+            lambda costs, paths: batch_mean_hamming(imle(-costs, None, solver, lam=50.0), paths)
         )
 
     def step() -> float:
@@ -106,7 +105,7 @@ def test_training_step(
 
     benchmark.group = "warcraft training step, K=12, batch 70"
     loss = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
-    benchmark.extra_info["solver_s_per_step"] = timer.solver / 4
+    benchmark.extra_info["solver_s_per_step"] = timer.total("solver") / 4
     assert np.isfinite(loss)
 
 

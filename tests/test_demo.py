@@ -18,7 +18,7 @@ from imle_fn.apps.cli import build_parser, main
 from imle_fn.apps.demo.animations import GifWriter
 from imle_fn.apps.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
 from imle_fn.apps.demo.learning import learn, select_frames, uniform_init
-from imle_fn.apps.demo.maps import WALL, flat_map, hamming_loss, reference_map
+from imle_fn.apps.demo.maps import WALL, flat_map, reference_map, sample_mean_hamming
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
 from imle_fn.estimators.implicit_mle import imle
@@ -48,19 +48,19 @@ def test_reference_map_and_gold_path() -> None:
     assert torch.equal(flat_map(), torch.full((16, 16), -1.0))
 
 
-def test_hamming_loss_is_the_reference_formula() -> None:
+def test_sample_mean_hamming_is_the_reference_formula() -> None:
     g = torch.Generator().manual_seed(0)
     z = (torch.rand(7, 3, 5, 5, generator=g) > 0.5).float()
     y = (torch.rand(5, 5, generator=g) > 0.5).float()
-    per_map = hamming_loss(z, y)
+    per_map = sample_mean_hamming(z, y)
     assert per_map.shape == (3,)
     for b in range(3):
         zb = z[:, b]
         expected = (zb * (1 - y) + (1 - zb) * y).mean(0).sum()
         assert torch.allclose(per_map[b], expected)
-        assert torch.allclose(hamming_loss(zb, y), expected)
+        assert torch.allclose(sample_mean_hamming(zb, y), expected)
     with pytest.raises(ValueError, match="z, y"):
-        hamming_loss(z[0, 0], y)
+        sample_mean_hamming(z[0, 0], y)
 
 
 def test_config_validation_and_sets() -> None:

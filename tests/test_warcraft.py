@@ -17,7 +17,7 @@ from imle_fn.apps.warcraft.generator import (
     make_tileset,
     save_maps,
 )
-from imle_fn.apps.warcraft.methods import METHODS, hamming_loss, make_loss
+from imle_fn.apps.warcraft.methods import METHODS, batch_mean_hamming, make_loss
 from imle_fn.apps.warcraft.model import CostNet, PathResNet18
 from imle_fn.apps.warcraft.train import (
     TrainConfig,
@@ -137,20 +137,20 @@ def test_path_is_valid_and_evaluate_paths() -> None:
 def test_hamming_loss_counts_wrong_cells_per_map() -> None:
     z = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
     y = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
-    assert hamming_loss(z, y).item() == pytest.approx(1.0)  # (0 + 2) / 2
+    assert batch_mean_hamming(z, y).item() == pytest.approx(1.0)  # (0 + 2) / 2
 
 
 @pytest.mark.parametrize("method", ["imle", "aimle", "dbb", "fy", "ste"])
 def test_loss_sign_convention_learns_the_label_path(method: str) -> None:
     """Descending each method's loss on free costs makes the label the shortest path."""
-    from imle_fn.apps.warcraft.methods import StepTimer
+    from imle_fn.apps.timing import Timer
     from imle_fn.solvers.grid import shortest_path
 
     rng = np.random.default_rng(0)
     label = torch.from_numpy(shortest_path(rng.uniform(0.5, 2.0, (4, 6, 6)))).float()
     costs = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.5, 2.0, (4, 6, 6))).float())
     assert not torch.equal(torch.from_numpy(shortest_path(costs.detach().numpy())).float(), label)
-    timer = StepTimer()
+    timer = Timer()
     config = TrainConfig(method=method, lam_imle=5.0, lam_dbb=5.0)
     loss_fn = make_loss(config, timer, torch.Generator().manual_seed(0))
     opt = torch.optim.SGD([costs], lr=1.0)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from imle_fn.apps.demo.configs import REFERENCE_HYPER, Hyper, LearningConfig
-from imle_fn.apps.demo.maps import hamming_loss
-from imle_fn.apps.demo.timing import TimedSolver, Timer
+from imle_fn.apps.demo.maps import sample_mean_hamming
+from imle_fn.apps.timing import TimedSolver, Timer
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
 from imle_fn.estimators.implicit_mle import imle
@@ -114,7 +114,7 @@ def learn(
 ) -> list[LearningTrace]:
     """Fit the weights to ``gold`` with I-MLE and Adam, for every configuration in lockstep.
 
-    Every configuration starts from ``theta0`` and minimises `hamming_loss` of its sampled paths
+    Every configuration starts from ``theta0`` and minimises `sample_mean_hamming` of its sampled paths
     ``z = MAP(theta + tau_in * noise)`` ([S, H, W]) to ``gold``; the gradient is I-MLE's with the
     target ``alpha * theta - lam * dz`` plus ``tau_target * noise`` and no division by ``lam`` (the
     reference's scale). The configurations' weights are rows of one ``[C, H, W]`` tensor updated by
@@ -248,4 +248,4 @@ def _group_loss(
         target_temperature=ratio,
         divide_by_lam=False,
     )  # [S, G, H, W]
-    return hamming_loss(z, gold)  # [G]
+    return sample_mean_hamming(z, gold)  # [G]

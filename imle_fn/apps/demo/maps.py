@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["MAP_SIZE", "WALL", "WEIGHT", "flat_map", "hamming_loss", "reference_map"]
+__all__ = ["MAP_SIZE", "WALL", "WEIGHT", "flat_map", "reference_map", "sample_mean_hamming"]
 
 MAP_SIZE = 16
 """Height and width of the reference map."""
@@ -48,7 +48,7 @@ def flat_map(
     return torch.full((MAP_SIZE, MAP_SIZE), WEIGHT, dtype=dtype, device=device)
 
 
-def hamming_loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sample_mean_hamming(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The reference's loss ``(z * (1 - y) + (1 - z) * y).mean(0).sum()``, per map.
 
     Args:

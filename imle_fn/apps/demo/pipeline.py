@@ -17,7 +17,7 @@ from imle_fn.apps.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper,
 from imle_fn.apps.demo.learning import LearningTrace, learn, select_frames, uniform_init
 from imle_fn.apps.demo.maps import flat_map, reference_map
 from imle_fn.apps.demo.reference_dijkstra import ReferenceDijkstra
-from imle_fn.apps.demo.timing import Timer
+from imle_fn.apps.timing import Timer
 from imle_fn.core.contract import Solver
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve

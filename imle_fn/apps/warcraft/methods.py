@@ -20,53 +20,24 @@ averaged over the batch (summed over cells), as in blackbox-backprop and the I-M
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
+
+from imle_fn.apps.timing import TimedSolver, Timer
 
 if TYPE_CHECKING:
     from imle_fn.apps.warcraft.train import TrainConfig
 
-__all__ = ["METHODS", "MethodLoss", "StepTimer", "TimedSolver", "hamming_loss", "make_loss"]
+__all__ = ["METHODS", "MethodLoss", "batch_mean_hamming", "make_loss"]
 
 METHODS: tuple[str, ...] = ("imle", "aimle", "dbb", "fy", "ste", "baseline")
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class StepTimer:
-    """Accumulates seconds spent in the solver and in noise sampling, and solved instances."""
-
-    def __init__(self) -> None:
-        self.solver = 0.0
-        self.noise = 0.0
-        self.instances = 0
-
-    def reset(self) -> None:
-        """Set every counter back to zero."""
-        self.solver, self.noise, self.instances = 0.0, 0.0, 0
-
-
-class TimedSolver:
-    """A solver that forwards to ``solver`` and adds its wall time and batch size to ``timer``."""
-
-    def __init__(self, solver: Any, timer: StepTimer) -> None:
-        self.solver = solver
-        self.timer = timer
-        self.event_ndim: int = solver.event_ndim
-        self.backend = solver.backend
-
-    def __call__(self, theta: Any) -> Any:
-        start = time.perf_counter()
-        z = self.solver(theta)
-        self.timer.solver += time.perf_counter() - start
-        self.timer.instances += int(theta.shape[0])
-        return z
-
-
-def hamming_loss(z: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+def batch_mean_hamming(z: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
     """``z, paths: [B, K, K]`` -> the number of differing cells, averaged over the batch."""
     errors = z * (1.0 - paths) + (1.0 - z) * paths  # [B, K, K]
     return errors.mean(dim=0).sum()
@@ -88,7 +59,7 @@ class MethodLoss:
             self._after_backward()
 
 
-def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator) -> MethodLoss:
+def make_loss(config: TrainConfig, timer: Timer, generator: torch.Generator) -> MethodLoss:
     """Return the training loss of ``config.method`` (see the module docstring).
 
     Args:
@@ -107,14 +78,16 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
         from imle_fn.estimators.implicit_mle import imle
 
         def imle_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-            return hamming_loss(imle(-costs, None, solver, lam=config.lam_imle), paths)
+            return batch_mean_hamming(imle(-costs, None, solver, lam=config.lam_imle), paths)
 
         return MethodLoss(imle_loss)
     if config.method == "dbb":
         from imle_fn.estimators.blackbox import dbb
 
         def dbb_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-            return hamming_loss(dbb(-costs, solver, lam=config.lam_dbb, clamp_costs=True), paths)
+            return batch_mean_hamming(
+                dbb(-costs, solver, lam=config.lam_dbb, clamp_costs=True), paths
+            )
 
         return MethodLoss(dbb_loss)
     if config.method == "fy":
@@ -122,9 +95,8 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
         from imle_fn.estimators.fenchel_young import fenchel_young_loss
 
         def fy_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-            start = time.perf_counter()
-            noise = gaussian((config.num_samples, *costs.shape), generator=generator)
-            timer.noise += time.perf_counter() - start
+            with timer("noise"):
+                noise = gaussian((config.num_samples, *costs.shape), generator=generator)
             theta = -costs
             loss = fenchel_young_loss(theta, paths, noise, solver, sigma=config.sigma_fy)
             return loss.mean()  # [B] -> scalar, averaged over the batch
@@ -133,14 +105,14 @@ def make_loss(config: TrainConfig, timer: StepTimer, generator: torch.Generator)
     if config.method == "ste":
         from imle_fn.estimators.straight_through import ste
 
-        return MethodLoss(lambda costs, paths: hamming_loss(ste(-costs, None, solver), paths))
+        return MethodLoss(lambda costs, paths: batch_mean_hamming(ste(-costs, None, solver), paths))
     if config.method == "aimle":
         from imle_fn.estimators.adaptive import aimle, aimle_state, aimle_update
 
         state = [aimle_state(beta=1.0).requires_grad_()]
 
         def aimle_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-            return hamming_loss(aimle(-costs, None, solver, state[0]), paths)
+            return batch_mean_hamming(aimle(-costs, None, solver, state[0]), paths)
 
         def update() -> None:
             state[0] = aimle_update(state[0].detach(), state[0].grad).requires_grad_()

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imle_fn.apps.warcraft.methods import METHODS, StepTimer, make_loss
+from imle_fn.apps.timing import Timer
+from imle_fn.apps.warcraft.methods import METHODS, make_loss
 from imle_fn.apps.warcraft.model import CostNet, PathResNet18
 
 __all__ = [
@@ -183,7 +184,7 @@ def _symmetric_labels(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
 
 
 def _predict(
-    model: torch.nn.Module, images: torch.Tensor, method: str, timer: StepTimer, batch: int
+    model: torch.nn.Module, images: torch.Tensor, method: str, timer: Timer, batch: int
 ) -> np.ndarray:
     """``[N, 3, H, W]`` images -> ``[N, K, K]`` predicted 0/1 paths (solver time goes to timer)."""
     from imle_fn.solvers.grid import shortest_path
@@ -197,9 +198,8 @@ def _predict(
             if method == "baseline":
                 out.append((y > 0).to(torch.uint8).numpy())
             else:
-                t0 = time.perf_counter()
-                out.append(np.asarray(shortest_path(y.numpy())).astype(np.uint8))
-                timer.solver += time.perf_counter() - t0
+                with timer("solver"):
+                    out.append(np.asarray(shortest_path(y.numpy())).astype(np.uint8))
                 timer.instances += y.shape[0]
     model.train()
     return np.concatenate(out)
@@ -240,7 +240,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     milestones = sorted({max(1, round(f * config.epochs)) for f in config.milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    timer = StepTimer()
+    timer = Timer()
     loss_fn = make_loss(config, timer, generator)
     if config.augment:
         sym_paths = _symmetric_labels(costs, paths)  # [4, N, K, K]
@@ -273,7 +273,11 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}")
         scheduler.step()
         train_time = time.perf_counter() - start
-        train_solver, train_noise, train_instances = timer.solver, timer.noise, timer.instances
+        train_solver, train_noise, train_instances = (
+            timer.total("solver"),
+            timer.total("noise"),
+            timer.instances,
+        )
         timer.reset()
         start = time.perf_counter()
         z = _predict(model, test_images, config.method, timer, config.eval_batch_size)
