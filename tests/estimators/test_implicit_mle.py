@@ -1,4 +1,4 @@
-"""imle / imle_vjp: conventions, closed forms, composition with torch.func and torch.compile."""
+"""`imle_fn.estimators.implicit_mle` (imle, imle_vjp): conventions, closed forms, composition with torch.func and torch.compile."""
 
 from __future__ import annotations
 

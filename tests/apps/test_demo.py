@@ -1,4 +1,4 @@
-"""Tests of ``imle-fn demo``: the map, the learning loop and a smoke run of the whole command."""
+"""Tests of ``imle-fn demo`` (`imle_fn.apps.demo`): the map, the learning loop and a smoke run of the whole command."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TopK solver (= sorting, deterministic ties, vmappable) and the exact k-subset family."""
+"""`imle_fn.solvers.topk`: the TopK solver (= sorting, deterministic ties, vmappable) and the exact k-subset family."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Numba grid shortest-path solver against oracles written here.
+"""`imle_fn.solvers.grid`: the Numba grid shortest-path solver against oracles written here.
 
 Oracles: brute force over all simple paths (tiny grids) and a plain heapq Dijkstra (larger grids).
 Every returned indicator is checked to be ONE simple path through the neighbourhood from the source

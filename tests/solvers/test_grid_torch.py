@@ -1,4 +1,4 @@
-"""The pure-torch grid shortest-path twin: same optimal costs as the Numba solver, vmap, compile."""
+"""`imle_fn.solvers.grid_torch`, the pure-torch grid shortest-path twin: same optimal costs as the Numba solver, vmap, compile."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from imle_fn.core.contract import Solver
 from imle_fn.core.solving import map_solve
 from imle_fn.solvers.grid import GridShortestPath, TorchGridShortestPath, path_cost, shortest_path
 from imle_fn.solvers.grid_torch import shortest_path_torch
-from tests.test_shortest_path import HYP, assert_one_path, dijkstra_oracle, grids
+from tests.solvers.test_grid import HYP, assert_one_path, dijkstra_oracle, grids
 
 
 @settings(HYP, max_examples=30)

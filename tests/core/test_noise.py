@@ -327,7 +327,7 @@ def test_forked_child_gets_the_same_samples() -> None:
     must finish, with the same samples as its parent.
     """
     env = {**os.environ, "NUMBA_THREADING_LAYER": "omp", "PYTHONWARNINGS": "ignore"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, timeout=120, check=False

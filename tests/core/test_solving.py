@@ -1,4 +1,4 @@
-"""map_solve: one solver call per pass, dtype/device kept, solver output validated."""
+"""`imle_fn.core.solving.map_solve`: one solver call per pass, dtype/device kept, solver output validated."""
 
 from __future__ import annotations
 

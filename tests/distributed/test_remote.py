@@ -1,4 +1,4 @@
-"""`imle_fn.RaySolver` on a real local Ray (2 CPUs, started once for this module).
+"""`imle_fn.distributed.remote.RaySolver` on a real local Ray (2 CPUs, started once for this module).
 
 Solvers defined here are pickled by value (this test module is not importable on Ray workers).
 """
@@ -22,7 +22,7 @@ ray = pytest.importorskip("ray")
 from imle_fn.distributed.remote import RaySolver, SolverWorkerError  # noqa: E402
 from imle_fn.distributed.worker import chunk_bounds  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", autouse=True)

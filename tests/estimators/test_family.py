@@ -1,4 +1,4 @@
-"""The estimator family against its definitions, and composability with torch.func / compile."""
+"""`imle_fn.estimators`: the estimator family against its definitions, and composability with torch.func / compile."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the Warcraft look-alike benchmark: generator, networks, metrics, losses, command."""
+"""Tests of the Warcraft look-alike benchmark (`imle_fn.apps.warcraft`): generator, networks, metrics, losses, command."""
 
 from __future__ import annotations
 

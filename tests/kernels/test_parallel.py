@@ -1,4 +1,4 @@
-"""Thread and fork safety of the Numba solver under every Numba threading layer.
+"""`imle_fn._kernels.parallel`: thread and fork safety of the Numba grid solver under every Numba threading layer.
 
 Facts behind these tests (numba 0.68): with the GNU OpenMP layer a child forked after the parent
 launched parallel work dies on its first parallel call; with the workqueue layer two Python threads
@@ -23,7 +23,7 @@ import torch
 
 from imle_fn.solvers.grid import shortest_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _costs(seed: int, batch: int = 64) -> np.ndarray:
