@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from imle_fn.core.checks import check_int
 from imle_fn.core.contract import FunctionSolver
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.implicit_mle import imle as _imle
@@ -169,8 +170,7 @@ def imle(
     """
     if target_distribution is None:
         target_distribution = TargetDistribution(alpha=1.0, beta=1.0)
-    if isinstance(nb_samples, bool) or not isinstance(nb_samples, int) or nb_samples < 1:
-        raise ValueError(f"nb_samples: expected a positive int, got {nb_samples!r}")
+    check_int("nb_samples", nb_samples, minimum=1)
     if function is None:
         return functools.partial(
             imle,

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from imle_fn.core.contract import Solver
+
 __all__ = ["TimedSolver", "Timer"]
 
 
@@ -48,7 +50,7 @@ class TimedSolver:
     """Wraps a `imle_fn.Solver`: adds its running time to ``timer`` under ``"solver"`` and counts
     the instances (the batch size of each call) it solved."""
 
-    def __init__(self, solver: Any, timer: Timer) -> None:
+    def __init__(self, solver: Solver, timer: Timer) -> None:
         self.solver = solver
         self.timer = timer
         self.event_ndim: int = solver.event_ndim

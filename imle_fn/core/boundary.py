@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from imle_fn.core.checks import check_no_nan, check_solver_output
 from imle_fn.core.contract import Solver
 
 __all__ = ["call_solver"]
@@ -19,34 +20,8 @@ __all__ = ["call_solver"]
 _NUMPY_SAFE = {torch.float32, torch.float64}
 
 
-def _first_bad(mask: np.ndarray | torch.Tensor) -> int | None:
-    """Index of the first instance (dim 0) of ``mask: [N, ...]`` with a True entry, else None."""
-    if isinstance(mask, torch.Tensor):
-        per_instance_t = mask.reshape(mask.shape[0], -1).any(dim=1)
-        return int(per_instance_t.int().argmax()) if bool(per_instance_t.any()) else None
-    per_instance = mask.reshape(mask.shape[0], -1).any(axis=1)
-    return int(per_instance.argmax()) if per_instance.any() else None
-
-
-def _check_input(flat: np.ndarray | torch.Tensor, context: str) -> None:
-    bad = _first_bad(flat != flat)  # type: ignore[arg-type]  # NaN is the only value != itself
-    if bad is not None:
-        raise ValueError(f"{context}: contains NaN at instance {bad} (of {flat.shape[0]})")
-
-
-def _check_output(z: np.ndarray | torch.Tensor, expected: tuple[int, ...], solver: Solver) -> None:
-    name = getattr(solver, "__name__", type(solver).__name__)
-    if tuple(z.shape) != expected:
-        raise ValueError(
-            f"solver: {name} returned shape {tuple(z.shape)} for input of shape {expected};"
-            " a MAP solver must return one state per instance, shaped like its scores"
-        )
-    if isinstance(z, torch.Tensor):
-        bad = _first_bad(~torch.isfinite(z)) if z.is_floating_point() else None
-    else:
-        bad = _first_bad(~np.isfinite(z)) if z.dtype.kind in "fc" else None
-    if bad is not None:
-        raise ValueError(f"solver: {name} returned non-finite values at instance {bad}")
+def _solver_name(solver: Solver) -> str:
+    return str(getattr(solver, "__name__", type(solver).__name__))
 
 
 def _to_numpy(flat: torch.Tensor) -> np.ndarray:
@@ -101,16 +76,16 @@ def call_solver(
     # wake-ups between the solver's parallel regions); torch solvers on their own device.
     if solver.backend == "numpy":
         array = _to_numpy(flat)
-        _check_input(array, context)
+        check_no_nan(context, array)
         out = np.asarray(solver(array))
-        _check_output(out, tuple(flat.shape), solver)
+        check_solver_output(out, tuple(flat.shape), _solver_name(solver))
         z = _from_numpy(out, array)
     else:
-        _check_input(flat, context)
+        check_no_nan(context, flat)
         z = solver(flat)
         if not isinstance(z, torch.Tensor):
             raise TypeError(f"solver: a torch-backend solver must return a tensor, got {type(z)}")
-        _check_output(z, tuple(flat.shape), solver)
+        check_solver_output(z, tuple(flat.shape), _solver_name(solver))
     z = z.to(device=theta.device, dtype=theta.dtype)
     if z.data_ptr() == theta.data_ptr() and z.numel() > 0:
         z = z.clone()  # custom ops must not return an alias of their input

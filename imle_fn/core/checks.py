@@ -1,14 +1,56 @@
-"""Hyper-parameter validation shared by the estimators (errors name the argument and the value)."""
+"""Argument validation for the whole library: the one place where user input is checked.
+
+Every check raises ``TypeError`` (wrong kind) or ``ValueError`` (right kind, wrong value) with a
+message that starts with the user's argument name, says what was expected and what arrived, and, for
+batched data, the index of the offending instance. Checks return the value in its normalised form
+(a Python float or int, a ``(row, col)`` tuple, ...), so callers write ``lam = check_positive("lam",
+lam)`` and use the result.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
+import operator
+from collections.abc import Collection, Sequence
+from typing import Any, TypeGuard, TypeVar
 
-__all__ = ["check_finite", "check_nonnegative", "check_positive"]
+import numpy as np
+import torch
+
+__all__ = [
+    "check_cell",
+    "check_choice",
+    "check_device",
+    "check_dtype",
+    "check_estimator_inputs",
+    "check_event_ndim",
+    "check_finite",
+    "check_floating_tensor",
+    "check_generator",
+    "check_grid",
+    "check_int",
+    "check_no_nan",
+    "check_nonnegative",
+    "check_positive",
+    "check_positive_values",
+    "check_shape",
+    "check_solver_output",
+    "check_state_tensor",
+    "first_bad_instance",
+    "is_int",
+]
+
+T = TypeVar("T")
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """True for a Python or NumPy integer that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def check_finite(name: str, value: object) -> float:
-    """``value`` as a float; ValueError unless it is a finite real number."""
+    """``value`` as a float; ValueError unless it is a finite real number (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return float(value)
@@ -28,3 +70,258 @@ def check_nonnegative(name: str, value: object) -> float:
     if result < 0:
         raise ValueError(f"{name}: expected >= 0, got {value!r}")
     return result
+
+
+def check_int(
+    name: str, value: object, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """``value`` as an int; TypeError unless it is an integer (not a bool), ValueError if out of range.
+
+    Raises:
+        TypeError: ``value`` is not a Python/NumPy integer, or is a bool.
+        ValueError: ``value < minimum`` or ``value > maximum``.
+    """
+    if not is_int(value):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
+    result = operator.index(value)
+    if minimum is not None and result < minimum:
+        bound = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name}: expected >= {minimum}{bound}, got {result}")
+    if maximum is not None and result > maximum:
+        raise ValueError(f"{name}: expected <= {maximum}, got {result}")
+    return result
+
+
+def check_choice(name: str, value: T, choices: Collection[object]) -> T:
+    """``value`` unchanged; ValueError unless it is one of ``choices`` (bools never match ints)."""
+    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+        ok = False
+    else:
+        try:
+            ok = value in choices
+        except TypeError:  # an unhashable value
+            ok = False
+    if not ok:
+        expected = " or ".join(repr(c) for c in choices)
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return value
+
+
+def check_event_ndim(value: object) -> int:
+    """A solver's ``event_ndim``: an int >= 0."""
+    if not is_int(value):
+        raise TypeError(f"event_ndim: expected an int, got {type(value).__name__}")
+    result = operator.index(value)
+    if result < 0:
+        raise ValueError(f"event_ndim: expected >= 0, got {result}")
+    return result
+
+
+def check_floating_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` unchanged; TypeError unless it is a floating-point ``torch.Tensor``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_state_tensor(name: str, value: object, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    """A floating tensor of exactly ``shape`` (e.g. an estimator's state); ``what`` describes it."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{name}: expected a {list(shape)} tensor {what}, got {type(value).__name__}"
+        )
+    if tuple(value.shape) != shape or not value.is_floating_point():
+        raise ValueError(
+            f"{name}: expected a floating {list(shape)} tensor {what}, got shape"
+            f" {tuple(value.shape)} and dtype {value.dtype}"
+        )
+    return value
+
+
+def check_shape(value: object, name: str = "shape") -> torch.Size:
+    """A sample shape: an int or a sequence of ints >= 0, as a ``torch.Size``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int or a sequence of ints, got {value!r}")
+    dims: tuple[object, ...]
+    if isinstance(value, numbers.Integral):
+        dims = (value,)
+    elif isinstance(value, (Sequence, torch.Size)) and not isinstance(value, (str, bytes)):
+        dims = tuple(value)
+    else:
+        raise TypeError(
+            f"{name}: expected an int or a sequence of ints, got {type(value).__name__}"
+        )
+    sizes = []
+    for i, dim in enumerate(dims):
+        if not is_int(dim):
+            raise TypeError(f"{name}: expected ints, got {dim!r} at position {i}")
+        if operator.index(dim) < 0:
+            raise ValueError(f"{name}: expected non-negative sizes, got {dim} at position {i}")
+        sizes.append(operator.index(dim))
+    return torch.Size(sizes)
+
+
+def check_positive_values(name: str, value: object, size: torch.Size) -> np.ndarray:
+    """Positive finite values with a finite reciprocal: a number, or a tensor / array of them
+    broadcastable to ``size``.
+
+    Returns:
+        A contiguous float64 array: shape (1,) for one value, else ``(size.numel(),)``.
+
+    Raises:
+        TypeError: not a real number, tensor or array.
+        ValueError: a bad entry (its index is named) or a shape that does not broadcast to ``size``.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"{name}: expected a real array, got dtype {value.dtype}")
+        value = torch.from_numpy(np.array(value, dtype=np.float64))  # a copy, never read-only
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected a real tensor, got dtype {value.dtype}")
+        v = value.detach().to(device="cpu", dtype=torch.float64)
+        try:
+            broadcast = torch.broadcast_shapes(v.shape, size)
+        except RuntimeError:
+            broadcast = None
+        if broadcast != size:
+            raise ValueError(
+                f"{name}: expected a tensor broadcastable to the sample shape {tuple(size)}, "
+                f"got shape {tuple(v.shape)}"
+            )
+        bad = ~(torch.isfinite(v) & (v > 0) & torch.isfinite(1.0 / v))
+        if bool(bad.any()):
+            index = tuple(int(i) for i in bad.nonzero()[0]) if v.dim() else ()
+            raise ValueError(
+                f"{name}: expected positive finite values with a finite 1/{name}, got "
+                f"{v[index].item()} at index {index}"
+            )
+        if v.numel() == 1:
+            return v.reshape(1).numpy()
+        return v.expand(size).contiguous().reshape(-1).numpy()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name}: expected a positive float or a tensor, got {type(value).__name__}"
+        )
+    v_f = float(value)
+    if not (math.isfinite(v_f) and v_f > 0 and math.isfinite(1.0 / v_f)):
+        raise ValueError(
+            f"{name}: expected a positive finite float with a finite 1/{name}, got {v_f}"
+        )
+    return np.array([v_f], dtype=np.float64)
+
+
+def check_dtype(dtype: object) -> torch.dtype:
+    """A floating ``torch.dtype``."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+    return dtype
+
+
+def check_device(device: object) -> None:
+    """None, or a ``torch.device`` / string that names a device."""
+    if device is None:
+        return
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(
+            f"device: expected a torch.device, a str or None, got {type(device).__name__}"
+        )
+    try:
+        torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device: expected a valid device, got {device!r} ({err})") from None
+
+
+def check_generator(generator: object) -> None:
+    """None or a ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+def check_cell(cell: object, name: str) -> tuple[int, int]:
+    """``cell`` as a ``(row, col)`` tuple of ints; TypeError otherwise."""
+    if type(cell) is tuple and len(cell) == 2 and type(cell[0]) is int and type(cell[1]) is int:
+        return cell  # the common case, checked fast
+    if not isinstance(cell, (tuple, list)) or len(cell) != 2 or not all(is_int(i) for i in cell):
+        raise TypeError(f"{name}: expected a (row, col) pair of ints, got {cell!r}")
+    return int(cell[0]), int(cell[1])
+
+
+def check_grid(costs: object, name: str) -> tuple[int, int]:
+    """Validate the kind, dtype and shape of a ``[*batch, H, W]`` grid; return ``(H, W)``."""
+    if isinstance(costs, torch.Tensor):
+        if costs.dtype == torch.bool or costs.is_complex():
+            raise TypeError(f"{name}: expected a real dtype, got {costs.dtype}")
+    elif isinstance(costs, np.ndarray):
+        if costs.dtype.kind not in "fiu":
+            raise TypeError(f"{name}: expected a real dtype, got {costs.dtype}")
+    else:
+        raise TypeError(
+            f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(costs).__name__}"
+        )
+    shape = tuple(costs.shape)
+    if len(shape) < 2 or shape[-2] < 1 or shape[-1] < 1:
+        raise ValueError(f"{name}: expected shape [*batch, H, W] with H, W >= 1, got {list(shape)}")
+    return shape[-2], shape[-1]
+
+
+def first_bad_instance(mask: Any) -> int | None:
+    """Index of the first instance (dim 0) of ``mask: [N, ...]`` with a True entry, else None.
+
+    ``mask`` is a boolean NumPy array or torch tensor.
+    """
+    if isinstance(mask, torch.Tensor):
+        per_instance_t = mask.reshape(mask.shape[0], -1).any(dim=1)
+        return int(per_instance_t.int().argmax()) if bool(per_instance_t.any()) else None
+    per_instance = mask.reshape(mask.shape[0], -1).any(axis=1)
+    return int(per_instance.argmax()) if per_instance.any() else None
+
+
+def check_no_nan(name: str, flat: Any) -> None:
+    """ValueError naming the first instance of ``flat: [N, ...]`` (array or tensor) holding a NaN."""
+    bad = first_bad_instance(flat != flat)  # NaN is the only value != itself
+    if bad is not None:
+        raise ValueError(f"{name}: contains NaN at instance {bad} (of {flat.shape[0]})")
+
+
+def check_solver_output(z: Any, expected: tuple[int, ...], solver_name: str) -> None:
+    """A solver's result ``z`` (array or tensor): shaped ``expected``, finite where floating."""
+    if tuple(z.shape) != expected:
+        raise ValueError(
+            f"solver: {solver_name} returned shape {tuple(z.shape)} for input of shape {expected};"
+            " a MAP solver must return one state per instance, shaped like its scores"
+        )
+    if isinstance(z, torch.Tensor):
+        bad = first_bad_instance(~torch.isfinite(z)) if z.is_floating_point() else None
+    else:
+        bad = first_bad_instance(~np.isfinite(z)) if z.dtype.kind in "fc" else None
+    if bad is not None:
+        raise ValueError(f"solver: {solver_name} returned non-finite values at instance {bad}")
+
+
+def check_estimator_inputs(theta: object, noise: object) -> None:
+    """An estimator's ``theta`` (floating tensor) and ``noise`` (None, or a floating tensor without
+    gradient shaped ``[*samples, *theta.shape]``, trailing dims broadcastable to theta's)."""
+    theta = check_floating_tensor("theta", theta)
+    if noise is None:
+        return
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise: expected a torch.Tensor or None, got {type(noise).__name__}")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise: expected a floating-point tensor, got dtype {noise.dtype}")
+    if noise.requires_grad:
+        raise ValueError("noise: must not require grad (noise is data; I-MLE gives it no gradient)")
+    ns = max(noise.ndim - theta.ndim, 0)
+    try:
+        shape = torch.broadcast_shapes(noise.shape[ns:], theta.shape)
+    except RuntimeError:
+        shape = None
+    if shape != theta.shape:
+        raise ValueError(
+            f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"
+            f" to theta's), got {tuple(noise.shape)}"
+        )

@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["Backend", "FunctionSolver", "Solver", "as_solver", "resolve_solver"]
+from imle_fn.core.checks import check_choice, check_event_ndim
+
+__all__ = ["Backend", "FunctionSolver", "Solver", "SolverLike", "as_solver", "resolve_solver"]
 
 Backend = Literal["numpy", "torch"]
 
@@ -45,6 +47,11 @@ class Solver(Protocol):
         """Solve a batch: ``[N, *event] -> [N, *event]``."""
 
 
+SolverLike = Solver | Callable[[Any], Any]
+"""What every ``solver=`` argument accepts: a `Solver`, or a plain batched callable (then pass
+``event_ndim=`` too, or wrap it with `as_solver`)."""
+
+
 @dataclass(frozen=True)
 class FunctionSolver:
     """A plain function turned into a `Solver`.
@@ -61,9 +68,8 @@ class FunctionSolver:
     backend: Backend = "numpy"
 
     def __post_init__(self) -> None:
-        _check_event_ndim(self.event_ndim)
-        if self.backend not in ("numpy", "torch"):
-            raise ValueError(f"backend: expected 'numpy' or 'torch', got {self.backend!r}")
+        check_event_ndim(self.event_ndim)
+        check_choice("backend", self.backend, ("numpy", "torch"))
         if not callable(self.fn):
             raise TypeError(f"fn: expected a callable, got {type(self.fn).__name__}")
 
@@ -85,14 +91,7 @@ def as_solver(fn: Callable[[Any], Any], *, event_ndim: int, backend: Backend = "
     return FunctionSolver(fn, event_ndim, backend)
 
 
-def _check_event_ndim(event_ndim: object) -> None:
-    if isinstance(event_ndim, bool) or not isinstance(event_ndim, int):
-        raise TypeError(f"event_ndim: expected an int, got {type(event_ndim).__name__}")
-    if event_ndim < 0:
-        raise ValueError(f"event_ndim: expected >= 0, got {event_ndim}")
-
-
-def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
+def resolve_solver(solver: SolverLike, event_ndim: int | None = None) -> Solver:
     """Return ``solver`` as a `Solver`, wrapping a plain callable when ``event_ndim`` is given.
 
     Wrappers are cached per (callable, event_ndim), so calling this in a training loop does not
@@ -104,9 +103,9 @@ def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
     """
     # Attribute checks, not isinstance(solver, Solver): runtime Protocol checks cost ~100 us a call.
     if hasattr(solver, "event_ndim") and hasattr(solver, "backend") and callable(solver):
-        _check_event_ndim(solver.event_ndim)
+        check_event_ndim(solver.event_ndim)
         if event_ndim is None or event_ndim == solver.event_ndim:
-            return solver
+            return solver  # type: ignore[return-value]  # it has Solver's attributes
         backend = solver.backend
     elif not callable(solver):
         raise TypeError(f"solver: expected a callable or a Solver, got {type(solver).__name__}")
@@ -117,7 +116,7 @@ def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
         )
     else:
         backend = "numpy"
-    _check_event_ndim(event_ndim)
+    check_event_ndim(event_ndim)
     key = (id(solver), event_ndim)
     with _LOCK:
         cached = _WRAPPED.get(key)
@@ -126,37 +125,6 @@ def resolve_solver(solver: object, event_ndim: int | None = None) -> Solver:
     return cached
 
 
-# Custom ops cannot take Python callables, so solvers travel through the op boundary as integer
-# handles. Handles are kept for the life of the process (a solver is small and long-lived).
-_REGISTRY: dict[int, Solver] = {}
+# Plain callables are wrapped once per (callable, event_ndim), so wrapping in a loop is cheap.
 _WRAPPED: dict[tuple[int, int], FunctionSolver] = {}
-_HANDLES: dict[object, int] = {}
 _LOCK = threading.Lock()
-
-
-def solver_handle(solver: Solver) -> int:
-    """Return a stable integer handle for ``solver`` (registering it on first use).
-
-    Hashable solvers are keyed by value, so ``GridShortestPath()`` created afresh in every training
-    step reuses one handle; unhashable ones are keyed by identity and kept alive.
-    """
-    try:
-        key: object = ("value", type(solver), solver)
-        hash(key)
-    except TypeError:
-        key = ("id", id(solver))
-    with _LOCK:
-        handle = _HANDLES.get(key)
-        if handle is None:
-            handle = len(_REGISTRY)
-            _REGISTRY[handle] = solver
-            _HANDLES[key] = handle
-    return handle
-
-
-def solver_from_handle(handle: int) -> Solver:
-    """Inverse of `solver_handle`."""
-    try:
-        return _REGISTRY[handle]
-    except KeyError:
-        raise ValueError(f"solver handle {handle} is unknown in this process") from None

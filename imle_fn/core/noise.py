@@ -9,15 +9,20 @@ and returned in the requested dtype on the requested device. Sample the noise on
 
 from __future__ import annotations
 
-import math
-import numbers
-import operator
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from imle_fn._kernels import parallel, sampling
+from imle_fn.core.checks import (
+    check_device,
+    check_dtype,
+    check_generator,
+    check_int,
+    check_positive_values,
+    check_shape,
+)
 
 __all__ = ["gaussian", "gumbel", "sum_of_gamma"]
 
@@ -70,12 +75,12 @@ def sum_of_gamma(
         >>> sum_of_gamma((2, 16, 16), k=20.8, num_terms=100, generator=g).shape
         torch.Size([2, 16, 16])
     """
-    size = _check_shape(shape)
-    num_terms = _check_num_terms(num_terms)
-    k_array = _check_k(k, size)
-    _check_dtype(dtype)
-    _check_generator(generator)
-    _check_device(device)
+    size = check_shape(shape)
+    num_terms = check_int("num_terms", num_terms, minimum=1)
+    k_array = check_positive_values("k", k, size)
+    check_dtype(dtype)
+    check_generator(generator)
+    check_device(device)
     n = size.numel()
     out = np.empty(n, dtype=np.float64)
     if n > 0:
@@ -110,7 +115,7 @@ def gumbel(
         ValueError: a negative dimension in ``shape``, an unknown ``device``.
         TypeError: an argument of the wrong type.
     """
-    size, gen_device = _check_draw(shape, generator, dtype, device)
+    size, gen_device = _draw_args(shape, generator, dtype, device)
     u = torch.rand(size, generator=generator, dtype=torch.float64, device=gen_device)
     # torch.rand is on the grid m * 2**-53, m in [0, 2**53); the half-step shift makes it open.
     # The logs run in NumPy: single-threaded, so they never wait on torch's intra-op thread pool.
@@ -140,22 +145,22 @@ def gaussian(
         ValueError: a negative dimension in ``shape``, an unknown ``device``.
         TypeError: an argument of the wrong type.
     """
-    size, gen_device = _check_draw(shape, generator, dtype, device)
+    size, gen_device = _draw_args(shape, generator, dtype, device)
     eps = torch.randn(size, generator=generator, dtype=torch.float64, device=gen_device)
     return _to_tensor(eps.cpu().numpy().reshape(-1), size, dtype, device)
 
 
-def _check_draw(
+def _draw_args(
     shape: ShapeLike,
     generator: torch.Generator | None,
     dtype: torch.dtype,
     device: torch.device | str | None,
 ) -> tuple[torch.Size, torch.device]:
     """Validate a sampler's arguments; return the size and the device the generator draws on."""
-    size = _check_shape(shape)
-    _check_dtype(dtype)
-    _check_generator(generator)
-    _check_device(device)
+    size = check_shape(shape)
+    check_dtype(dtype)
+    check_generator(generator)
+    check_device(device)
     return size, (generator.device if generator is not None else torch.device("cpu"))
 
 
@@ -196,93 +201,3 @@ def _draw_seeds(num_blocks: int, generator: torch.Generator | None) -> np.ndarra
         device=gen_device,
     )
     return seeds.cpu().numpy().view(np.uint64)
-
-
-def _check_shape(shape: object) -> torch.Size:
-    if isinstance(shape, (bool, np.bool_)):
-        raise TypeError(f"shape: expected an int or a sequence of ints, got {shape!r}")
-    dims: tuple[object, ...]
-    if isinstance(shape, numbers.Integral):
-        dims = (shape,)
-    elif isinstance(shape, (Sequence, torch.Size)) and not isinstance(shape, (str, bytes)):
-        dims = tuple(shape)
-    else:
-        raise TypeError(f"shape: expected an int or a sequence of ints, got {type(shape).__name__}")
-    sizes = []
-    for i, dim in enumerate(dims):
-        if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
-            raise TypeError(f"shape: expected ints, got {dim!r} at position {i}")
-        if dim < 0:
-            raise ValueError(f"shape: expected non-negative sizes, got {dim} at position {i}")
-        sizes.append(operator.index(dim))
-    return torch.Size(sizes)
-
-
-def _check_num_terms(num_terms: object) -> int:
-    if isinstance(num_terms, (bool, np.bool_)) or not isinstance(num_terms, numbers.Integral):
-        raise TypeError(f"num_terms: expected a positive int, got {num_terms!r}")
-    if num_terms < 1:
-        raise ValueError(f"num_terms: expected a positive int, got {num_terms}")
-    return operator.index(num_terms)
-
-
-def _check_k(k: object, size: torch.Size) -> np.ndarray:
-    """``k`` as a contiguous float64 array: shape (1,) for a scalar, else (size.numel(),)."""
-    if isinstance(k, np.ndarray):
-        if k.dtype.kind not in "iuf":
-            raise TypeError(f"k: expected a real array, got dtype {k.dtype}")
-        k = torch.from_numpy(np.array(k, dtype=np.float64))  # a copy: any strides, never read-only
-    if isinstance(k, torch.Tensor):
-        if k.is_complex() or k.dtype == torch.bool:
-            raise TypeError(f"k: expected a real tensor, got dtype {k.dtype}")
-        k_t = k.detach().to(device="cpu", dtype=torch.float64)
-        try:
-            broadcast = torch.broadcast_shapes(k_t.shape, size)
-        except RuntimeError:
-            broadcast = None
-        if broadcast != size:
-            raise ValueError(
-                f"k: expected a tensor broadcastable to the sample shape {tuple(size)}, "
-                f"got shape {tuple(k_t.shape)}"
-            )
-        bad = ~(torch.isfinite(k_t) & (k_t > 0) & torch.isfinite(1.0 / k_t))
-        if bool(bad.any()):
-            index = tuple(int(i) for i in bad.nonzero()[0]) if k_t.dim() else ()
-            raise ValueError(
-                f"k: expected positive finite values with a finite 1/k, got {k_t[index].item()} "
-                f"at index {index}"
-            )
-        if k_t.numel() == 1:
-            return k_t.reshape(1).numpy()
-        return k_t.expand(size).contiguous().reshape(-1).numpy()
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Real):
-        raise TypeError(f"k: expected a positive float or a tensor, got {type(k).__name__}")
-    k_f = float(k)
-    if not (math.isfinite(k_f) and k_f > 0 and math.isfinite(1.0 / k_f)):
-        raise ValueError(f"k: expected a positive finite float with a finite 1/k, got {k_f}")
-    return np.array([k_f], dtype=np.float64)
-
-
-def _check_dtype(dtype: object) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
-
-
-def _check_device(device: object) -> None:
-    if device is None:
-        return
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(
-            f"device: expected a torch.device, a str or None, got {type(device).__name__}"
-        )
-    try:
-        torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device: expected a valid device, got {device!r} ({err})") from None
-
-
-def _check_generator(generator: object) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
-        )

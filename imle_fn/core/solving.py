@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from imle_fn.core.boundary import call_solver
-from imle_fn.core.contract import resolve_solver, solver_from_handle, solver_handle
+from imle_fn.core.contract import SolverLike, resolve_solver
+from imle_fn.core.handles import solver_from_handle, solver_handle
 
 __all__ = ["map_solve", "solve_op", "solver_key"]
 
@@ -46,7 +47,7 @@ def _map_solve_vmap(
 
 
 @_assume_constant_result
-def solver_key(solver: Any, event_ndim: int | None) -> tuple[int, int]:
+def solver_key(solver: SolverLike, event_ndim: int | None) -> tuple[int, int]:
     """``(handle, event_ndim)`` of a solver: resolved eagerly, a constant under `torch.compile`."""
     resolved = resolve_solver(solver, event_ndim)
     return solver_handle(resolved), resolved.event_ndim
@@ -74,7 +75,9 @@ def solve_op(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tensor:
     return torch.ops.imle_fn.map_solve(theta, handle, event_ndim)
 
 
-def map_solve(theta: torch.Tensor, solver: Any, *, event_ndim: int | None = None) -> torch.Tensor:
+def map_solve(
+    theta: torch.Tensor, solver: SolverLike, *, event_ndim: int | None = None
+) -> torch.Tensor:
     """MAP states of the scores ``theta``: ``z = argmax_z <theta, z>``, one solver call per pass.
 
     Not differentiable (the result carries no gradient); wrap it with `imle_fn.imle` or another

@@ -22,17 +22,23 @@ returns additive statistics there, so several uses and vmapped slices sum as the
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 
+from imle_fn.core.checks import check_estimator_inputs
+from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
 from imle_fn.core.solving import solve_op, solver_key
 
 __all__ = [
     "Estimator",
     "PerturbAndMAP",
+    "Saved",
     "Solve",
     "estimate",
     "num_sample_dims",
@@ -40,7 +46,6 @@ __all__ = [
 ]
 
 _REGISTRY: dict[str, type[Estimator]] = {}
-_FIELD_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool}
 
 
 class Solve:
@@ -52,6 +57,26 @@ class Solve:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return solve_op(x, self.handle, self.event_ndim)
+
+
+class Saved(NamedTuple):
+    """What an estimator's forward leaves for its VJP.
+
+    Attributes:
+        theta: ``[*batch, *event]`` the scores of the forward.
+        noise: the forward's noise (``[*sample, *batch, *event]`` or broadcastable), or None.
+        out: the forward's output (for Perturb-and-MAP estimators ``z``, ``[*sample, *batch, *event]``).
+        residual: whatever else the forward saved (an empty tensor if nothing).
+        solve: the solver, ``x -> MAP(x)``.
+        state: the optional estimator state tensor (AIMLE's ``[beta, ema]``), or None.
+    """
+
+    theta: torch.Tensor
+    noise: torch.Tensor | None
+    out: torch.Tensor
+    residual: torch.Tensor
+    solve: Solve
+    state: torch.Tensor | None = None
 
 
 def num_sample_dims(theta: torch.Tensor, noise: torch.Tensor | None) -> int:
@@ -87,28 +112,11 @@ class Estimator(ABC):
         """Return ``(out, residual)``; ``residual`` is saved for the VJP (an empty tensor if unused)."""
 
     @abstractmethod
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
-        """Return the estimated gradient with respect to ``theta`` (shaped like ``theta``)."""
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+        """Return the estimated gradient with respect to ``saved.theta`` (shaped like it)."""
 
-    def vjp_with_state(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        state: torch.Tensor,
-        solve: Solve,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The VJP when a ``state`` tensor was passed: ``(dtheta, dstate)``."""
+    def vjp_with_state(self, dout: torch.Tensor, saved: Saved) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VJP when a ``state`` tensor was passed (``saved.state``): ``(dtheta, dstate)``."""
         raise TypeError(f"estimator {self.name!r} takes no state tensor")
 
     def out_dims(self, num_sample_dims: int) -> tuple[int | None, int | None]:
@@ -116,15 +124,34 @@ class Estimator(ABC):
         return num_sample_dims, None
 
     def params(self) -> list[float]:
+        """The fields as floats, in declaration order (how a custom op carries them)."""
         return [float(getattr(self, f.name)) for f in dataclasses.fields(self)]
 
     @classmethod
     def from_params(cls, params: list[float]) -> Estimator:
+        """Inverse of `params`: each float converted back to its field's declared type."""
+        types = _field_types(cls)
         values = {
-            f.name: _FIELD_TYPES[str(f.type)](v)
-            for f, v in zip(dataclasses.fields(cls), params, strict=True)
+            f.name: types[f.name](v) for f, v in zip(dataclasses.fields(cls), params, strict=True)
         }
         return cls(**values)
+
+
+@functools.cache
+def _field_types(cls: type[Estimator]) -> dict[str, Callable[[float], Any]]:
+    """``{field: float | int | bool}`` of an estimator class, whether or not its module uses
+    ``from __future__ import annotations`` (resolved annotations, never their strings)."""
+    hints = typing.get_type_hints(cls)
+    types: dict[str, Callable[[float], Any]] = {}
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        if kind not in (float, int, bool):
+            raise TypeError(
+                f"{cls.__name__}.{field.name}: estimator fields must be float, int or bool,"
+                f" got {kind!r}"
+            )
+        types[field.name] = kind
+    return types
 
 
 class PerturbAndMAP:
@@ -168,23 +195,17 @@ class _Estimate(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
         theta, noise, out, residual, state = ctx.saved_tensors
-        dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+        saved = Saved(theta, noise, out, residual, ctx.solve, state)
+        dtheta, dstate = _vjp(ctx.estimator, dout, saved)
         return dtheta, None, None, None, None, dstate
 
 
 def _vjp(
-    estimator: Estimator,
-    dout: torch.Tensor,
-    theta: torch.Tensor,
-    noise: torch.Tensor | None,
-    out: torch.Tensor,
-    residual: torch.Tensor,
-    state: torch.Tensor | None,
-    solve: Solve,
+    estimator: Estimator, dout: torch.Tensor, saved: Saved
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if state is None:
-        return estimator.vjp(dout, theta, noise, out, residual, solve), None
-    return estimator.vjp_with_state(dout, theta, noise, out, residual, state, solve)
+    if saved.state is None:
+        return estimator.vjp(dout, saved), None
+    return estimator.vjp_with_state(dout, saved)
 
 
 @torch.library.custom_op("imle_fn::estimate", mutates_args=())
@@ -230,7 +251,8 @@ def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> N
 
 def _estimate_backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
     theta, noise, out, residual, state = ctx.saved_tensors
-    dtheta, dstate = _vjp(ctx.estimator, dout, theta, noise, out, residual, state, ctx.solve)
+    saved = Saved(theta, noise, out, residual, ctx.solve, state)
+    dtheta, dstate = _vjp(ctx.estimator, dout, saved)
     return dtheta, None, None, None, None, None, dstate
 
 
@@ -277,36 +299,11 @@ def _estimate_vmap(
     return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
 
 
-def _check_inputs(theta: Any, noise: Any) -> None:
-    if not isinstance(theta, torch.Tensor):
-        raise TypeError(f"theta: expected a torch.Tensor, got {type(theta).__name__}")
-    if not theta.is_floating_point():
-        raise TypeError(f"theta: expected a floating-point tensor, got dtype {theta.dtype}")
-    if noise is None:
-        return
-    if not isinstance(noise, torch.Tensor):
-        raise TypeError(f"noise: expected a torch.Tensor or None, got {type(noise).__name__}")
-    if not noise.is_floating_point():
-        raise TypeError(f"noise: expected a floating-point tensor, got dtype {noise.dtype}")
-    if noise.requires_grad:
-        raise ValueError("noise: must not require grad (noise is data; I-MLE gives it no gradient)")
-    ns = max(noise.ndim - theta.ndim, 0)
-    try:
-        shape = torch.broadcast_shapes(noise.shape[ns:], theta.shape)
-    except RuntimeError:
-        shape = None
-    if shape != theta.shape:
-        raise ValueError(
-            f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"
-            f" to theta's), got {tuple(noise.shape)}"
-        )
-
-
 def estimate(
     estimator: Estimator,
     theta: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     event_ndim: int | None = None,
     state: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -315,7 +312,7 @@ def estimate(
     ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
     becomes the state's gradient.
     """
-    _check_inputs(theta, noise)
+    check_estimator_inputs(theta, noise)
     if noise is not None and noise.device != theta.device:
         raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
     handle, event_ndim = solver_key(solver, event_ndim)

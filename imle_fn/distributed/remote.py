@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from imle_fn.core.contract import Backend, FunctionSolver, Solver
+from imle_fn.core.checks import check_int, is_int
+from imle_fn.core.contract import Backend, FunctionSolver, Solver, SolverLike
 from imle_fn.distributed import worker as _ray_worker
 from imle_fn.distributed.worker import SolverActor, chunk_bounds, solve_rows
 
@@ -62,13 +63,6 @@ def _import_ray() -> Any:
     # Workers get the worker module by value: they need not import imle_fn (torch, Numba).
     ray.cloudpickle.register_pickle_by_value(_ray_worker)
     return ray
-
-
-def _check_count(name: str, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
-    if isinstance(value, int) and value < 1:
-        raise ValueError(f"{name}: expected >= 1, got {value}")
 
 
 class RaySolver:
@@ -108,7 +102,7 @@ class RaySolver:
 
     def __init__(
         self,
-        solver: Any = None,
+        solver: SolverLike | None = None,
         *,
         make_solver: Callable[[], Any] | None = None,
         event_ndim: int | None = None,
@@ -127,15 +121,17 @@ class RaySolver:
         for name, value in (("solver", solver), ("make_solver", make_solver)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name}: expected a callable, got {type(value).__name__}")
-        if event_ndim is None and not isinstance(solver, Solver):
-            raise ValueError("event_ndim: required unless solver is a Solver with event_ndim")
-        event_ndim = solver.event_ndim if event_ndim is None else event_ndim
+        if event_ndim is None:
+            if not isinstance(solver, Solver):
+                raise ValueError("event_ndim: required unless solver is a Solver with event_ndim")
+            event_ndim = solver.event_ndim
         backend = backend or (solver.backend if isinstance(solver, Solver) else "numpy")
         checked = FunctionSolver(len, event_ndim, backend)  # validates event_ndim and backend
-        _check_count("chunk_size", chunk_size)
-        _check_count("num_actors", num_actors)
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries: expected an int >= 0, got {max_retries!r}")
+        if chunk_size is not None:
+            check_int("chunk_size", chunk_size, minimum=1)
+        if num_actors is not None:
+            check_int("num_actors", num_actors, minimum=1)
+        check_int("max_retries", max_retries, minimum=0)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout: expected seconds > 0 or None, got {timeout!r}")
         if not num_cpus > 0:
@@ -290,7 +286,7 @@ class RaySolver:
             cause = getattr(error, "cause", None) or error
             local = getattr(cause, "index", None)
             index = None
-            if isinstance(local, int) and not isinstance(local, bool) and 0 <= local < stop - start:
+            if is_int(local) and 0 <= local < stop - start:
                 index = start + local
             where = f"instances {start}..{stop - 1}" if index is None else f"instance {index}"
             raise SolverWorkerError(

@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn.core.checks import check_finite, check_nonnegative
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
+from imle_fn.core.checks import check_finite, check_nonnegative, check_state_tensor
+from imle_fn.core.contract import SolverLike
+from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
 from imle_fn.estimators.central import target_difference
 
 __all__ = ["AIMLE", "aimle", "aimle_state", "aimle_update", "aimle_vjp"]
@@ -80,7 +81,7 @@ def aimle_update(
     Returns:
         ``[2]`` new state (a new tensor, without gradient history).
     """
-    _check_state(state)
+    check_state_tensor("state", state, (2,), "[beta, ema] (see aimle_state)")
     check_nonnegative("target", target)
     check_nonnegative("step", step)
     if not 0.0 <= check_finite("decay", decay) <= 1.0:
@@ -158,54 +159,28 @@ class AIMLE(PerturbAndMAP, Estimator):
     central: bool = False
 
     def _vjp(
-        self, dout: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None,
-        out: torch.Tensor, solve: Solve, beta: float | torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        self, dout: torch.Tensor, saved: Saved, beta: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return aimle_vjp(
-            dout, theta, noise, out, solve, beta=beta, event_ndim=solve.event_ndim,
+            dout, saved.theta, saved.noise, saved.out, saved.solve, beta=beta,
+            event_ndim=saved.solve.event_ndim,
             alpha=self.alpha, target_temperature=self.target_temperature, central=self.central,
         )  # fmt: skip
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
-        return self._vjp(dout, theta, noise, out, solve, self.beta)[0]
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+        return self._vjp(dout, saved, self.beta)[0]
 
-    def vjp_with_state(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        state: torch.Tensor,
-        solve: Solve,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        beta = state[0].detach().to(dout.dtype)
-        dtheta, stats = self._vjp(dout, theta, noise, out, solve, beta)
-        return dtheta, stats.to(state.dtype)
-
-
-def _check_state(state: object) -> None:
-    if not isinstance(state, torch.Tensor):
-        raise TypeError(f"state: expected a [2] tensor [beta, ema], got {type(state).__name__}")
-    if state.shape != (2,) or not state.is_floating_point():
-        raise ValueError(
-            f"state: expected a floating [2] tensor [beta, ema] (see aimle_state), got shape"
-            f" {tuple(state.shape)} and dtype {state.dtype}"
-        )
+    def vjp_with_state(self, dout: torch.Tensor, saved: Saved) -> tuple[torch.Tensor, torch.Tensor]:
+        assert saved.state is not None  # the wiring calls this only with a state
+        beta = saved.state[0].detach().to(dout.dtype)
+        dtheta, stats = self._vjp(dout, saved, beta)
+        return dtheta, stats.to(saved.state.dtype)
 
 
 def aimle(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     state: torch.Tensor | None = None,
     *,
     beta: float | None = None,
@@ -238,7 +213,7 @@ def aimle(
         ``[*sample, *batch, *event]`` sampled MAP states.
     """
     if state is not None:
-        _check_state(state)
+        check_state_tensor("state", state, (2,), "[beta, ema] (see aimle_state)")
         if beta is not None:
             raise ValueError("beta: pass either a state or a fixed beta, not both")
         if isinstance(theta, torch.Tensor) and state.device != theta.device:

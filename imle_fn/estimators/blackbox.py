@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 import torch
 
 from imle_fn.core.checks import check_positive
-from imle_fn.core.wiring import Estimator, Solve, estimate, reduce_to_theta
+from imle_fn.core.contract import SolverLike
+from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, reduce_to_theta
 
 __all__ = ["DBB", "dbb", "dbb_vjp"]
 
@@ -66,21 +67,15 @@ class DBB(Estimator):
         z = solve(theta)
         return z, z.new_empty(0)
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
-        return dbb_vjp(dout, theta, out, solve, lam=self.lam, clamp_costs=self.clamp_costs)
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+        return dbb_vjp(
+            dout, saved.theta, saved.out, saved.solve, lam=self.lam, clamp_costs=self.clamp_costs
+        )
 
 
 def dbb(
     theta: torch.Tensor,
-    solver: Any,
+    solver: SolverLike,
     *,
     lam: float = 1.0,
     clamp_costs: bool = False,

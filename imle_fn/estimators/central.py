@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 import torch
 
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
+from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Solve, estimate, reduce_to_theta
+from imle_fn.core.wiring import Saved, estimate, reduce_to_theta
 from imle_fn.estimators.implicit_mle import IMLE
 
 __all__ = ["CentralIMLE", "imle_central", "imle_central_vjp", "target_difference"]
@@ -101,17 +102,9 @@ class CentralIMLE(IMLE):
 
     name: ClassVar[str] = "imle_central"
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
         return imle_central_vjp(
-            dout, theta, noise, solve, lam=self.lam, alpha=self.alpha,
+            dout, saved.theta, saved.noise, saved.solve, lam=self.lam, alpha=self.alpha,
             target_temperature=self.target_temperature, divide_by_lam=self.divide_by_lam,
         )  # fmt: skip
 
@@ -119,7 +112,7 @@ class CentralIMLE(IMLE):
 def imle_central(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     *,
     lam: float = 1.0,
     alpha: float = 1.0,

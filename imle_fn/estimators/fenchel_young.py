@@ -12,11 +12,10 @@ that (the solver output is a constant), so the loss composes with every `torch.f
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from imle_fn.core.checks import check_nonnegative
+from imle_fn.core.contract import SolverLike
 from imle_fn.core.solving import map_solve, solver_key
 
 __all__ = ["fenchel_young_loss"]
@@ -26,7 +25,7 @@ def fenchel_young_loss(
     theta: torch.Tensor,
     y: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     *,
     sigma: float = 1.0,
     event_ndim: int | None = None,

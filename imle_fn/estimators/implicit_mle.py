@@ -23,17 +23,11 @@ from typing import Any, ClassVar
 import torch
 
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
+from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
+from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
 
 __all__ = ["IMLE", "imle", "imle_vjp"]
-
-
-def _check_hparams(lam: float, alpha: float, temperature: float, target_temperature: float) -> None:
-    check_positive("lam", lam)
-    check_finite("alpha", alpha)
-    check_nonnegative("temperature", temperature)
-    check_nonnegative("target_temperature", target_temperature)
 
 
 def imle_vjp(
@@ -87,21 +81,13 @@ class IMLE(PerturbAndMAP, Estimator):
     target_temperature: float = 1.0
     divide_by_lam: bool = True
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
         return imle_vjp(
             dout,
-            theta,
-            noise,
-            out,
-            solve,
+            saved.theta,
+            saved.noise,
+            saved.out,
+            saved.solve,
             lam=self.lam,
             alpha=self.alpha,
             target_temperature=self.target_temperature,
@@ -112,7 +98,7 @@ class IMLE(PerturbAndMAP, Estimator):
 def imle(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     *,
     lam: float = 1.0,
     alpha: float = 1.0,
@@ -150,6 +136,11 @@ def imle(
         >>> z = imle_fn.imle(theta, noise, imle_fn.GridShortestPath())  # [10, 4, 12, 12]
         >>> z.sum().backward()
     """
-    _check_hparams(lam, alpha, temperature, target_temperature)
-    estimator = IMLE(lam, alpha, temperature, target_temperature, bool(divide_by_lam))
+    estimator = IMLE(
+        check_positive("lam", lam),
+        check_finite("alpha", alpha),
+        check_nonnegative("temperature", temperature),
+        check_nonnegative("target_temperature", target_temperature),
+        bool(divide_by_lam),
+    )
     return estimate(estimator, theta, noise, solver, event_ndim)

@@ -18,12 +18,13 @@ Draw the noise outside: ``imle_fn.gaussian((S, *theta.shape), generator=g)`` (Ga
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from imle_fn.core.checks import check_positive
-from imle_fn.core.wiring import Estimator, Solve, estimate, num_sample_dims
+from imle_fn.core.contract import SolverLike
+from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, num_sample_dims
 
 __all__ = ["Perturbed", "noise_score", "perturbed", "perturbed_vjp"]
 
@@ -94,22 +95,15 @@ class Perturbed(Estimator):
     def out_dims(self, num_sample_dims: int) -> tuple[int | None, int | None]:
         return 0, 1  # out [V, ...]; residual [S(+1), V, ...]
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+        theta, noise, residual = saved.theta, saved.noise, saved.residual
         if noise is None:
             raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
         eps = noise.reshape(-1, *noise.shape[num_sample_dims(theta, noise) :])
         num = eps.shape[0]
         z_base = residual[num] if self.control_variate else None
         return perturbed_vjp(
-            dout, theta, eps, residual[:num], event_ndim=solve.event_ndim, sigma=self.sigma,
+            dout, theta, eps, residual[:num], event_ndim=saved.solve.event_ndim, sigma=self.sigma,
             gumbel=self.gumbel, z_base=z_base,
         )  # fmt: skip
 
@@ -117,7 +111,7 @@ class Perturbed(Estimator):
 def perturbed(
     theta: torch.Tensor,
     noise: torch.Tensor,
-    solver: Any,
+    solver: SolverLike,
     *,
     sigma: float = 1.0,
     noise_type: Literal["gaussian", "gumbel"] = "gaussian",

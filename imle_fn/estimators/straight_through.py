@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from imle_fn.core.checks import check_nonnegative
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Solve, estimate, reduce_to_theta
+from imle_fn.core.contract import SolverLike
+from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
 
 __all__ = ["STE", "ste", "ste_vjp"]
 
@@ -34,22 +35,14 @@ class STE(PerturbAndMAP, Estimator):
     name: ClassVar[str] = "ste"
     temperature: float = 1.0
 
-    def vjp(
-        self,
-        dout: torch.Tensor,
-        theta: torch.Tensor,
-        noise: torch.Tensor | None,
-        out: torch.Tensor,
-        residual: torch.Tensor,
-        solve: Solve,
-    ) -> torch.Tensor:
-        return ste_vjp(dout, theta, noise)
+    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+        return ste_vjp(dout, saved.theta, saved.noise)
 
 
 def ste(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
-    solver: Any,
+    solver: SolverLike,
     *,
     temperature: float = 1.0,
     event_ndim: int | None = None,

@@ -38,11 +38,10 @@ import numpy as np
 import torch
 
 from imle_fn._kernels import dijkstra
+from imle_fn.core.checks import check_cell, check_grid
 from imle_fn.core.contract import Backend
 from imle_fn.solvers.grid_rules import (
     Negative,
-    check_cell,
-    check_grid,
     check_options,
     raise_for_status,
     resolve_cell,

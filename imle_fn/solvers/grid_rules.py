@@ -1,6 +1,8 @@
-"""Validation of grid shortest-path arguments, shared by the Numba solver and its torch twin.
+"""The grid shortest-path problem's policies, shared by the Numba solver and its torch twin.
 
-Errors name the argument, what was expected and what arrived, and the batch index of a bad instance.
+Which options exist (`Negative`, the neighbourhoods), how cells are resolved on a grid, and what each
+per-instance status code of the solvers means for the user (`raise_for_status` names the instance's
+batch index). The status codes themselves are defined once, in `imle_fn._kernels.dijkstra`.
 """
 
 from __future__ import annotations
@@ -8,18 +10,11 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 
 from imle_fn._kernels import dijkstra
+from imle_fn.core.checks import check_cell, check_choice
 
-__all__ = [
-    "Negative",
-    "check_cell",
-    "check_grid",
-    "check_options",
-    "raise_for_status",
-    "resolve_cell",
-]
+__all__ = ["PROBLEMS", "Negative", "check_options", "raise_for_status", "resolve_cell"]
 
 Negative = Literal["raise", "clamp"]
 
@@ -34,23 +29,8 @@ PROBLEMS = {
 
 def check_options(neighbourhood: object, negative: object) -> None:
     """Raise ValueError unless ``neighbourhood`` is 4 or 8 and ``negative`` is 'raise' or 'clamp'."""
-    if isinstance(neighbourhood, bool) or neighbourhood not in (4, 8):
-        raise ValueError(f"neighbourhood: expected 4 or 8, got {neighbourhood!r}")
-    if negative not in ("raise", "clamp"):
-        raise ValueError(f"negative: expected 'raise' or 'clamp', got {negative!r}")
-
-
-def check_cell(cell: object, name: str) -> tuple[int, int]:
-    """``cell`` as a ``(row, col)`` tuple of ints; TypeError otherwise."""
-    if type(cell) is tuple and len(cell) == 2 and type(cell[0]) is int and type(cell[1]) is int:
-        return cell  # the common case, checked fast
-    if (
-        not isinstance(cell, tuple | list)
-        or len(cell) != 2
-        or not all(isinstance(i, int | np.integer) and not isinstance(i, bool) for i in cell)
-    ):
-        raise TypeError(f"{name}: expected a (row, col) pair of ints, got {cell!r}")
-    return int(cell[0]), int(cell[1])
+    check_choice("neighbourhood", neighbourhood, (4, 8))
+    check_choice("negative", negative, ("raise", "clamp"))
 
 
 def resolve_cell(cell: tuple[int, int], H: int, W: int, name: str) -> tuple[int, int]:
@@ -59,24 +39,6 @@ def resolve_cell(cell: tuple[int, int], H: int, W: int, name: str) -> tuple[int,
     if not (-H <= r < H and -W <= c < W):
         raise ValueError(f"{name}: {cell!r} is outside the {H}x{W} grid")
     return r % H, c % W
-
-
-def check_grid(costs: object, name: str) -> tuple[int, int]:
-    """Validate the kind, dtype and shape of a ``[*batch, H, W]`` grid; return ``(H, W)``."""
-    if isinstance(costs, torch.Tensor):
-        if costs.dtype == torch.bool or costs.is_complex():
-            raise TypeError(f"{name}: expected a real dtype, got {costs.dtype}")
-    elif isinstance(costs, np.ndarray):
-        if costs.dtype.kind not in "fiu":
-            raise TypeError(f"{name}: expected a real dtype, got {costs.dtype}")
-    else:
-        raise TypeError(
-            f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(costs).__name__}"
-        )
-    shape = tuple(costs.shape)
-    if len(shape) < 2 or shape[-2] < 1 or shape[-1] < 1:
-        raise ValueError(f"{name}: expected shape [*batch, H, W] with H, W >= 1, got {list(shape)}")
-    return shape[-2], shape[-1]
 
 
 def raise_for_status(status: np.ndarray, batch_shape: tuple[int, ...], name: str) -> None:

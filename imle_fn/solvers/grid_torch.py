@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from imle_fn._kernels import dijkstra
+from imle_fn.core.checks import check_grid
 from imle_fn.solvers.grid_rules import (
     Negative,
-    check_grid,
     check_options,
     raise_for_status,
     resolve_cell,

@@ -17,18 +17,19 @@ from typing import Literal
 
 import torch
 
+from imle_fn.core.checks import check_int
+
 __all__ = ["TopK", "topk_log_partition", "topk_map", "topk_marginals", "topk_states"]
 
 # Enumeration beyond this many states is refused (it would be slow and memory-hungry).
 MAX_STATES = 1_000_000
 
 
-def _check_k(k: object, n: int | None = None) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k: expected an int, got {type(k).__name__}")
-    if k < 0 or (n is not None and k > n):
-        bound = "" if n is None else f" and <= n = {n}"
-        raise ValueError(f"k: expected >= 0{bound}, got {k}")
+def _subset_size(k: object, n: int | None = None) -> int:
+    """The subset size ``k`` as an int in ``[0, n]``."""
+    k = check_int("k", k, minimum=0)
+    if n is not None and k > n:
+        raise ValueError(f"k: expected >= 0 and <= n = {n}, got {k}")
     return k
 
 
@@ -48,7 +49,7 @@ def topk_map(theta: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(
             f"theta: expected at least 1 dim [*batch, n], got shape {tuple(theta.shape)}"
         )
-    k = _check_k(k, theta.shape[-1])
+    k = _subset_size(k, theta.shape[-1])
     # A stable descending sort puts equal scores in index order: deterministic tie-breaking.
     order = torch.sort(theta, dim=-1, descending=True, stable=True).indices  # [*batch, n]
     ones = torch.ones_like(theta[..., :k])  # [*batch, k]
@@ -76,7 +77,7 @@ class TopK:
     backend: Literal["torch"] = "torch"
 
     def __post_init__(self) -> None:
-        _check_k(self.k)
+        _subset_size(self.k)
         if self.event_ndim != 1:
             raise ValueError(f"event_ndim: TopK works on vectors (1), got {self.event_ndim}")
         if self.backend != "torch":
@@ -98,9 +99,8 @@ def topk_states(
     Raises:
         ValueError: a bad ``n`` or ``k``, or more than 1e6 states.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n: expected an int >= 0, got {n!r}")
-    k = _check_k(k, n)
+    n = check_int("n", n, minimum=0)
+    k = _subset_size(k, n)
     count = math.comb(n, k)
     if count > MAX_STATES:
         raise ValueError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import torch
 from imle_fn.apps.demo.configs import REFERENCE_HYPER, Hyper, LearningConfig
 from imle_fn.apps.demo.maps import sample_mean_hamming
 from imle_fn.apps.timing import TimedSolver, Timer
+from imle_fn.core.contract import Solver, SolverLike
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
 from imle_fn.estimators.implicit_mle import imle
@@ -104,7 +104,7 @@ def learn(
     configs: Sequence[LearningConfig],
     gold: torch.Tensor,
     theta0: torch.Tensor,
-    solver: Any,
+    solver: Solver,
     *,
     hyper: Hyper = REFERENCE_HYPER,
     generator: torch.Generator,
@@ -228,7 +228,7 @@ def _group_loss(
     ratio: float,
     pool: torch.Tensor | None,
     gold: torch.Tensor,
-    solver: Any,
+    solver: SolverLike,
     hyper: Hyper,
 ) -> torch.Tensor:
     """The sampled Hamming loss of each configuration in ``index``: [G]."""
