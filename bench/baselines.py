@@ -1,9 +1,11 @@
-"""Grid shortest-path baselines for bench/ (written here): what users have today, and compiled C.
+"""Grid shortest-path baselines for bench/: what users have today, and compiled C.
 
 * `heapq_dijkstra`: a pure-Python Dijkstra that behaves like the reference solver shared by
   torch-imle, tf-imle, torch-adaptive-imle and blackbox-backprop (heapq, a settled set, tie
   counting, no early exit, stale heap entries expanded again); `heapq_dijkstra_lean` is a leaner
-  pure-Python heapq Dijkstra (stale entries skipped, early exit) for comparison.
+  pure-Python heapq Dijkstra (stale entries skipped, early exit) for comparison. Both (and their
+  ``_batch`` versions) are slow, obvious implementations and live with the tests' oracles in
+  `tests.naive`; they are re-exported here.
 * `ScipyGridDijkstra`: ``scipy.sparse.csgraph.dijkstra`` on a CSR graph whose structure is built once
   per grid size; per instance only the edge weights (the cost of the entered cell) are filled in.
 * `c_dijkstra_batch`: a tight single-threaded C binary-heap Dijkstra (`c_dijkstra.c`), compiled with
@@ -15,7 +17,6 @@ All use the Warcraft convention (both ends counted, 8-neighbourhood, (0, 0) -> (
 from __future__ import annotations
 
 import ctypes
-import heapq
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,14 @@ import numpy as np
 import scipy.sparse
 from scipy.sparse.csgraph import dijkstra as scipy_dijkstra
 
+from tests.naive import (
+    EIGHT_STEPS,
+    heapq_dijkstra,
+    heapq_dijkstra_batch,
+    heapq_dijkstra_lean,
+    heapq_dijkstra_lean_batch,
+)
+
 __all__ = [
     "ScipyGridDijkstra",
     "c_dijkstra_batch",
@@ -35,88 +44,6 @@ __all__ = [
     "heapq_dijkstra_lean_batch",
 ]
 
-_STEPS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
-
-
-def _grid_neighbours(r: int, c: int, H: int, W: int) -> list[tuple[int, int]]:
-    return [(r + dr, c + dc) for dr, dc in _STEPS if 0 <= r + dr < H and 0 <= c + dc < W]
-
-
-def heapq_dijkstra(costs: np.ndarray) -> np.ndarray:
-    """``[H, W]`` costs >= 0 -> ``[H, W]`` 0/1 shortest path, behaving as the reference does.
-
-    Like the reference solver: the search runs until the heap is empty (no early exit), popped
-    entries that are already settled are expanded again (the reference's ``pass`` where a
-    ``continue`` belongs), the number of shortest paths is counted, the neighbours come from a
-    function returning a list, and the grid is read as ``costs[x][y]``.
-    """
-    H, W = costs.shape
-    dist = np.full_like(costs, 1.0e10)
-    dist[0][0] = costs[0][0]
-    count = np.zeros_like(costs)
-    count[0][0] = 1
-    queue = [(costs[0][0], (0, 0))]
-    settled = set()
-    pred = {}
-    while queue:
-        _, (x, y) = heapq.heappop(queue)
-        for u, v in _grid_neighbours(x, y, H, W):
-            if (u, v) not in settled:
-                candidate = costs[u][v] + dist[x][y]
-                if candidate < dist[u][v]:
-                    dist[u][v] = candidate
-                    heapq.heappush(queue, (dist[u][v], (u, v)))
-                    pred[(u, v)] = (x, y)
-                    count[u, v] = count[x, y]
-                elif candidate == dist[u][v]:
-                    count[u, v] += 1
-        settled.add((x, y))
-    return _walk_back(pred, H, W)
-
-
-def heapq_dijkstra_lean(costs: np.ndarray) -> np.ndarray:
-    """A leaner pure-Python heapq Dijkstra: stale entries skipped, early exit at the target."""
-    H, W = costs.shape
-    dist = np.full((H, W), np.inf)
-    pred = {}
-    dist[0, 0] = costs[0, 0]
-    queue = [(costs[0, 0], 0, 0)]
-    while queue:
-        d, r, c = heapq.heappop(queue)
-        if d > dist[r, c]:
-            continue
-        if (r, c) == (H - 1, W - 1):
-            break
-        for dr, dc in _STEPS:
-            rr, cc = r + dr, c + dc
-            if 0 <= rr < H and 0 <= cc < W:
-                nd = d + costs[rr, cc]
-                if nd < dist[rr, cc]:
-                    dist[rr, cc] = nd
-                    pred[(rr, cc)] = (r, c)
-                    heapq.heappush(queue, (nd, rr, cc))
-    return _walk_back(pred, H, W)
-
-
-def _walk_back(pred: dict, H: int, W: int) -> np.ndarray:
-    path = np.zeros((H, W))
-    cell = (H - 1, W - 1)
-    path[cell] = 1
-    while cell != (0, 0):
-        cell = pred[cell]
-        path[cell] = 1
-    return path
-
-
-def heapq_dijkstra_batch(costs: np.ndarray) -> np.ndarray:
-    """``[B, H, W]`` -> ``[B, H, W]``, one reference-style `heapq_dijkstra` call per instance."""
-    return np.stack([heapq_dijkstra(c) for c in costs])
-
-
-def heapq_dijkstra_lean_batch(costs: np.ndarray) -> np.ndarray:
-    """``[B, H, W]`` -> ``[B, H, W]``, one `heapq_dijkstra_lean` call per instance."""
-    return np.stack([heapq_dijkstra_lean(c) for c in costs])
-
 
 class ScipyGridDijkstra:
     """``scipy.sparse.csgraph.dijkstra`` on an H x W 8-neighbour grid, structure built once."""
@@ -125,7 +52,7 @@ class ScipyGridDijkstra:
         rows, cols = [], []
         for r in range(H):
             for c in range(W):
-                for dr, dc in _STEPS:
+                for dr, dc in EIGHT_STEPS:
                     if 0 <= r + dr < H and 0 <= c + dc < W:
                         rows.append(r * W + c)
                         cols.append((r + dr) * W + c + dc)

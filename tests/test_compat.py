@@ -14,6 +14,7 @@ from imle_fn.compat import (
     imle,
 )
 from imle_fn.solvers.grid import GridShortestPath
+from tests.naive import naive_reference
 
 _GRID = GridShortestPath()
 
@@ -35,18 +36,6 @@ class RecordedNoise:
         self.shapes.append(tuple(shape))
         self.drawn.append(torch.randn(shape, generator=self.generator))
         return self.drawn[-1]
-
-
-def naive_reference(theta, noise, dy, function, alpha, beta, tau_in, tau_t):  # type: ignore[no-untyped-def]
-    """FIELD.md section 2 written out: theta [B, ...], noise [B, S, ...], dy [B*S, ...]."""
-    b, s = noise.shape[:2]
-    rest = theta.shape[1:]
-    z = function((theta.unsqueeze(1) + tau_in * noise).reshape(b * s, *rest))  # [B*S, ...]
-    theta_rep = theta.unsqueeze(1).expand(b, s, *rest).reshape(b * s, *rest)
-    target = alpha * theta_rep - beta * dy + tau_t * noise.reshape(b * s, *rest)
-    z_t = function(target)
-    gradient = (z - z_t).reshape(b, s, *rest).mean(1)
-    return z, gradient
 
 
 def test_forward_and_gradient_equal_the_naive_reference() -> None:

@@ -19,10 +19,9 @@ from imle_fn.apps.demo.animations import GifWriter
 from imle_fn.apps.demo.configs import DEFAULT_CONFIGS, REFERENCE_CONFIGS, Hyper, LearningConfig
 from imle_fn.apps.demo.learning import learn, select_frames, uniform_init
 from imle_fn.apps.demo.maps import WALL, flat_map, reference_map, sample_mean_hamming
-from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
-from imle_fn.estimators.implicit_mle import imle
 from imle_fn.solvers.grid import GridShortestPath
+from tests.naive import naive_learning
 
 SOLVER = GridShortestPath()
 
@@ -91,31 +90,6 @@ def test_learning_reaches_gold_on_a_small_map() -> None:
         assert trace.losses[:5].mean() > trace.losses[-5:].mean()
 
 
-def naive_learning(
-    configs: list[LearningConfig], gold: torch.Tensor, theta0: torch.Tensor, hyper: Hyper, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The reference's loop written plainly: one Adam and one `imle` call per configuration."""
-    g = torch.Generator().manual_seed(seed)
-    thetas = [theta0.clone().requires_grad_(True) for _ in configs]
-    optims = [torch.optim.Adam([t], lr=hyper.lr) for t in thetas]
-    s_max = max(c.num_samples for c in configs)
-    losses = np.zeros((len(configs), hyper.steps))
-    for step in range(hyper.steps):
-        pool = sum_of_gamma((s_max, *gold.shape), k=hyper.k, num_terms=hyper.num_terms, generator=g)
-        for i, (c, theta, optim) in enumerate(zip(configs, thetas, optims, strict=True)):
-            optim.zero_grad()
-            noise, t_in, t_out = pool[: c.num_samples], c.input_temperature, c.target_temperature
-            if t_in == 0:  # no noise: S identical samples
-                noise, t_in, t_out = torch.zeros_like(noise), 1.0, 1.0
-            z = imle(theta, noise, SOLVER, lam=hyper.lam, alpha=hyper.alpha, temperature=t_in,
-                     target_temperature=t_out, divide_by_lam=False)  # fmt: skip
-            loss = (z * (1 - gold) + (1 - z) * gold).mean(0).sum()
-            loss.backward()
-            optim.step()
-            losses[i, step] = float(loss.detach())
-    return losses, np.stack([t.detach().numpy() for t in thetas])
-
-
 def test_lockstep_learning_equals_the_plain_loop() -> None:
     theta = small_map()
     gold = map_solve(theta, SOLVER)
@@ -131,7 +105,7 @@ def test_lockstep_learning_equals_the_plain_loop() -> None:
     traces = learn(
         configs, gold, theta0, SOLVER, hyper=hyper, generator=torch.Generator().manual_seed(9)
     )
-    losses, thetas = naive_learning(configs, gold, theta0, hyper, seed=9)
+    losses, thetas = naive_learning(configs, gold, theta0, hyper, seed=9, solver=SOLVER)
     np.testing.assert_allclose(np.stack([t.losses for t in traces]), losses, rtol=1e-6)
     np.testing.assert_allclose(np.stack([t.theta for t in traces]), thetas, rtol=1e-5, atol=1e-6)
 

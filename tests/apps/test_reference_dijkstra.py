@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 from pathlib import Path
 
 import numpy as np
@@ -15,35 +14,7 @@ from imle_fn.apps.demo.maps import WALL, reference_map
 from imle_fn.apps.demo.reference_dijkstra import ReferenceDijkstra, reference_dijkstra
 from imle_fn.core.solving import map_solve
 from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
-
-
-def rules_oracle(costs: np.ndarray) -> np.ndarray:
-    """The documented rules, written plainly with Python's heapq on one [H, W] grid."""
-    H, W = costs.shape
-    dist = {(0, 0): float(costs[0, 0])}
-    pred: dict[tuple[int, int], tuple[int, int]] = {}
-    settled: set[tuple[int, int]] = set()
-    heap = [(float(costs[0, 0]), 0)]
-    while heap:
-        _, index = heapq.heappop(heap)
-        r, c = divmod(index, W)
-        for dr in (-1, 0, 1):
-            for dc in (-1, 0, 1):
-                n = (r + dr, c + dc)
-                if (dr, dc) == (0, 0) or not (0 <= n[0] < H and 0 <= n[1] < W) or n in settled:
-                    continue
-                d = dist[(r, c)] + float(costs[n])
-                if d < dist.get(n, np.inf):
-                    dist[n], pred[n] = d, (r, c)
-                    heapq.heappush(heap, (d, n[0] * W + n[1]))
-        settled.add((r, c))
-    out = np.zeros((H, W))
-    at = (H - 1, W - 1)
-    out[at] = 1
-    while at != (0, 0):
-        at = pred[at]
-        out[at] = 1
-    return out
+from tests.naive import rules_oracle
 
 
 def test_matches_the_rules_on_signed_costs() -> None:

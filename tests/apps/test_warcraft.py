@@ -26,23 +26,7 @@ from imle_fn.apps.warcraft.train import (
     path_is_valid,
     train,
 )
-
-
-def _optimal_cost(costs: np.ndarray) -> float:
-    """Naive oracle: Bellman-Ford relaxation of vertex-weighted 8-neighbour paths, both ends counted."""
-    k0, k1 = costs.shape
-    dist = np.full((k0 + 2, k1 + 2), np.inf)
-    dist[1, 1] = costs[0, 0]
-    for _ in range(k0 * k1):
-        best = dist.copy()
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                shifted = dist[1 + di : 1 + di + k0, 1 + dj : 1 + dj + k1]
-                best[1:-1, 1:-1] = np.minimum(best[1:-1, 1:-1], shifted + costs)
-        if np.array_equal(best, dist):
-            break
-        dist = best
-    return float(dist[k0, k1])
+from tests.naive import bellman_ford_cost
 
 
 def test_generator_is_deterministic_and_prefix_stable() -> None:
@@ -67,7 +51,7 @@ def test_generator_shapes_costs_and_labels_are_shortest_paths() -> None:
     np.testing.assert_array_equal(maps.costs, COSTS[maps.classes])
     for costs, path in zip(maps.costs, maps.paths, strict=True):
         assert path_is_valid(path)
-        assert (path * costs).sum() == pytest.approx(_optimal_cost(costs), rel=1e-6)
+        assert (path * costs).sum() == pytest.approx(bellman_ford_cost(costs), rel=1e-6)
 
 
 def test_cost_is_not_a_colour_lookup() -> None:
@@ -208,7 +192,7 @@ def test_augmented_labels_are_the_solvers_paths_of_the_moved_costs() -> None:
         assert torch.equal(labels[w], solved)
         for i in range(6):
             cost = float((labels[w, i] * moved_costs[i]).sum())
-            assert cost == pytest.approx(_optimal_cost(moved_costs[i].numpy()), rel=1e-6)
+            assert cost == pytest.approx(bellman_ford_cost(moved_costs[i].numpy()), rel=1e-6)
         moved_differs |= not torch.equal(labels[w], corner_symmetry(paths, torch.full((6,), w)))
     assert moved_differs  # moving the label instead would break ties differently
 

@@ -21,16 +21,9 @@ from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
 from imle_fn.core.noise import gumbel, sum_of_gamma
+from tests.naive import naive_sum_of_gamma
 
 EULER_GAMMA = 0.5772156649015329
-
-
-def naive_sum_of_gamma(rng: np.random.Generator, n: int, k: float, num_terms: int) -> np.ndarray:
-    """Paper Eq. 13 written out, one term at a time: (sum_i Gamma(1/k, rate=i/k) - log s) / k."""
-    total = np.zeros(n)
-    for i in range(1, num_terms + 1):
-        total += rng.gamma(shape=1.0 / k, scale=k / i, size=n)  # numpy's scale is 1 / rate
-    return (total - math.log(num_terms)) / k
 
 
 def gen(seed: int) -> torch.Generator:

@@ -23,6 +23,7 @@ from imle_fn.estimators.straight_through import ste
 from imle_fn.solvers.grid import GridShortestPath
 from imle_fn.solvers.topk import TopK, topk_map
 from tests.conftest import CountingArgmax
+from tests.naive import naive_dbb_in_costs
 
 F64 = torch.float64
 
@@ -93,23 +94,6 @@ def test_central_descends_a_linear_loss() -> None:
 
 
 # ---- DBB ---------------------------------------------------------------------------------------
-
-
-def naive_dbb_in_costs(
-    w: np.ndarray, dL_dy: np.ndarray, k: int, lam: float, clamp: bool
-) -> np.ndarray:
-    """Vlastelica et al. on a cost minimiser (k cheapest items, ties: lower index): dL/dw."""
-
-    def argmin(c: np.ndarray) -> np.ndarray:
-        y = np.zeros_like(c)
-        for row, crow in zip(y, c, strict=True):
-            row[np.argsort(crow, kind="stable")[:k]] = 1.0
-        return y
-
-    w_prime = w + lam * dL_dy
-    if clamp:
-        w_prime = np.maximum(w_prime, 0.0)
-    return -(argmin(w) - argmin(w_prime)) / lam
 
 
 @pytest.mark.parametrize("clamp", [False, True])

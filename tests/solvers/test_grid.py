@@ -1,4 +1,4 @@
-"""`imle_fn.solvers.grid`: the Numba grid shortest-path solver against oracles written here.
+"""`imle_fn.solvers.grid`: the Numba grid shortest-path solver against the oracles of tests/naive.py.
 
 Oracles: brute force over all simple paths (tiny grids) and a plain heapq Dijkstra (larger grids).
 Every returned indicator is checked to be ONE simple path through the neighbourhood from the source
@@ -7,7 +7,6 @@ to the target whose cost (both ends counted) equals the oracle's optimum.
 
 from __future__ import annotations
 
-import heapq
 import math
 import pickle
 from typing import Any
@@ -20,63 +19,10 @@ from hypothesis import strategies as st
 
 from imle_fn.core.contract import Solver
 from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
+from tests.naive import Cell, brute_force_oracle, dijkstra_oracle, neighbours
 
 VALUES = [0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.inf]  # zeros, ties and walls on purpose
-Cell = tuple[int, int]
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-# ----------------------------------------------------------------------------------------- oracles
-def neighbours(r: int, c: int, H: int, W: int, neighbourhood: int) -> list[tuple[int, int]]:
-    steps = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
-    if neighbourhood == 4:
-        steps = [(a, b) for a, b in steps if a == 0 or b == 0]
-    return [(r + a, c + b) for a, b in steps if 0 <= r + a < H and 0 <= c + b < W]
-
-
-def dijkstra_oracle(
-    costs: np.ndarray, neighbourhood: int, source: Cell = (0, 0), target: Cell = (-1, -1)
-) -> float:
-    """Plain heapq Dijkstra on a vertex-weighted grid; both ends counted; inf if unreachable."""
-    H, W = costs.shape
-    s = (source[0] % H, source[1] % W)
-    t = (target[0] % H, target[1] % W)
-    dist = {s: float(costs[s])}
-    queue = [(float(costs[s]), s)]
-    done = set()
-    while queue:
-        d, u = heapq.heappop(queue)
-        if u in done:
-            continue
-        done.add(u)
-        for v in neighbours(*u, H, W, neighbourhood):
-            nd = d + float(costs[v])
-            if nd < dist.get(v, math.inf):
-                dist[v] = nd
-                heapq.heappush(queue, (nd, v))
-    return dist.get(t, math.inf)
-
-
-def brute_force_oracle(costs: np.ndarray, neighbourhood: int) -> tuple[float, int]:
-    """Minimum ``(cost, cells)`` over ALL simple paths from (0, 0) to (H-1, W-1) (tiny grids)."""
-    H, W = costs.shape
-    t = (H - 1, W - 1)
-    best = (math.inf, 0)
-
-    def walk(u: tuple[int, int], cost: float, seen: set[tuple[int, int]]) -> None:
-        nonlocal best
-        if u == t:
-            best = min(best, (cost, len(seen)))
-            return
-        for v in neighbours(*u, H, W, neighbourhood):
-            if v not in seen and costs[v] < math.inf:
-                seen.add(v)
-                walk(v, cost + float(costs[v]), seen)
-                seen.remove(v)
-
-    if costs[0, 0] < math.inf:
-        walk((0, 0), float(costs[0, 0]), {(0, 0)})
-    return best
 
 
 def assert_one_path(

@@ -15,12 +15,7 @@ from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
 from imle_fn.estimators.implicit_mle import imle
 from imle_fn.solvers.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
-
-
-def naive_topk(theta: list[float], k: int) -> list[float]:
-    order = sorted(range(len(theta)), key=lambda i: (-theta[i], i))  # ties: lower index first
-    chosen = set(order[:k])
-    return [1.0 if i in chosen else 0.0 for i in range(len(theta))]
+from tests.naive import naive_topk
 
 
 @settings(max_examples=60, deadline=None)

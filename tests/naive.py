@@ -1,0 +1,367 @@
+"""Slow, obvious reference implementations (oracles) for the tests and the benchmarks.
+
+Each function here writes a definition out plainly (Python loops, heapq, enumeration) so that it
+is easy to check by reading; the tests compare the library against it, and the benchmarks time
+the library against the pure-Python Dijkstras. Nothing here is fast and nothing here is public
+API. Keep every oracle's behaviour fixed: tests and benchmark figures depend on it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from imle_fn.core.noise import sum_of_gamma
+from imle_fn.estimators.implicit_mle import imle
+
+if TYPE_CHECKING:
+    from imle_fn.apps.demo.configs import Hyper, LearningConfig
+
+__all__ = [
+    "EIGHT_STEPS",
+    "Cell",
+    "bellman_ford_cost",
+    "brute_force_oracle",
+    "dijkstra_oracle",
+    "heapq_dijkstra",
+    "heapq_dijkstra_batch",
+    "heapq_dijkstra_lean",
+    "heapq_dijkstra_lean_batch",
+    "naive_dbb_in_costs",
+    "naive_learning",
+    "naive_reference",
+    "naive_sum_of_gamma",
+    "naive_topk",
+    "neighbours",
+    "rules_oracle",
+]
+
+Cell = tuple[int, int]
+
+
+# ---------------------------------------------------------------------- compat (torch-imle)
+def naive_reference(
+    theta: torch.Tensor,
+    noise: torch.Tensor,
+    dy: torch.Tensor,
+    function: Callable[[torch.Tensor], torch.Tensor],
+    alpha: float,
+    beta: float,
+    tau_in: float,
+    tau_t: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FIELD.md section 2 written out: theta [B, ...], noise [B, S, ...], dy [B*S, ...].
+
+    Computes uclnlp/torch-imle's forward samples ``z`` [B*S, ...] and its gradient [B, ...] for
+    the given noise and cotangent: the oracle for `imle_fn.compat.imle` (tests/test_compat.py).
+    """
+    b, s = noise.shape[:2]
+    rest = theta.shape[1:]
+    z = function((theta.unsqueeze(1) + tau_in * noise).reshape(b * s, *rest))  # [B*S, ...]
+    theta_rep = theta.unsqueeze(1).expand(b, s, *rest).reshape(b * s, *rest)
+    target = alpha * theta_rep - beta * dy + tau_t * noise.reshape(b * s, *rest)
+    z_t = function(target)
+    gradient = (z - z_t).reshape(b, s, *rest).mean(1)
+    return z, gradient
+
+
+# ---------------------------------------------------------------------------------- noise
+def naive_sum_of_gamma(rng: np.random.Generator, n: int, k: float, num_terms: int) -> np.ndarray:
+    """Paper Eq. 13 written out, one term at a time: (sum_i Gamma(1/k, rate=i/k) - log s) / k.
+
+    ``n`` Sum-of-Gamma samples from NumPy's Gamma sampler: the distributional oracle (two-sample
+    KS tests) for `imle_fn.core.noise.sum_of_gamma` (tests/core/test_noise.py).
+    """
+    total = np.zeros(n)
+    for i in range(1, num_terms + 1):
+        total += rng.gamma(shape=1.0 / k, scale=k / i, size=n)  # numpy's scale is 1 / rate
+    return (total - math.log(num_terms)) / k
+
+
+# ----------------------------------------------------------------------------- estimators
+def naive_dbb_in_costs(
+    w: np.ndarray, dL_dy: np.ndarray, k: int, lam: float, clamp: bool
+) -> np.ndarray:
+    """Vlastelica et al. on a cost minimiser (k cheapest items, ties: lower index): dL/dw.
+
+    The blackbox-backprop gradient with respect to the costs ``w`` [B, n], derived in cost form
+    with a stable-sort argmin: the oracle for `imle_fn.estimators.blackbox.dbb`
+    (tests/estimators/test_family.py), which works on scores ``theta = -w``.
+    """
+
+    def argmin(c: np.ndarray) -> np.ndarray:
+        y = np.zeros_like(c)
+        for row, crow in zip(y, c, strict=True):
+            row[np.argsort(crow, kind="stable")[:k]] = 1.0
+        return y
+
+    w_prime = w + lam * dL_dy
+    if clamp:
+        w_prime = np.maximum(w_prime, 0.0)
+    return -(argmin(w) - argmin(w_prime)) / lam
+
+
+# --------------------------------------------------------------------------------- top-k
+def naive_topk(theta: list[float], k: int) -> list[float]:
+    """The 0/1 indicator of the ``k`` largest entries of ``theta`` by sorting (ties: lower index).
+
+    The oracle for `imle_fn.solvers.topk.TopK` (tests/solvers/test_topk.py).
+    """
+    order = sorted(range(len(theta)), key=lambda i: (-theta[i], i))  # ties: lower index first
+    chosen = set(order[:k])
+    return [1.0 if i in chosen else 0.0 for i in range(len(theta))]
+
+
+# --------------------------------------------------------------------- grid shortest path
+def neighbours(r: int, c: int, H: int, W: int, neighbourhood: int) -> list[tuple[int, int]]:
+    """The in-grid 4- or 8-neighbours of cell ``(r, c)`` of an H x W grid, in row-major step order.
+
+    Used by `dijkstra_oracle`, `brute_force_oracle` and the tests' path checker.
+    """
+    steps = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
+    if neighbourhood == 4:
+        steps = [(a, b) for a, b in steps if a == 0 or b == 0]
+    return [(r + a, c + b) for a, b in steps if 0 <= r + a < H and 0 <= c + b < W]
+
+
+def dijkstra_oracle(
+    costs: np.ndarray, neighbourhood: int, source: Cell = (0, 0), target: Cell = (-1, -1)
+) -> float:
+    """Plain heapq Dijkstra on a vertex-weighted grid; both ends counted; inf if unreachable.
+
+    The optimal source-target path cost of one [H, W] grid of costs >= 0 (walls: inf): the oracle
+    for `imle_fn.solvers.grid.shortest_path` and `imle_fn.solvers.grid_torch.shortest_path_torch`
+    on grids too large for `brute_force_oracle` (tests/solvers/test_grid*.py).
+    """
+    H, W = costs.shape
+    s = (source[0] % H, source[1] % W)
+    t = (target[0] % H, target[1] % W)
+    dist = {s: float(costs[s])}
+    queue = [(float(costs[s]), s)]
+    done: set[Cell] = set()
+    while queue:
+        d, u = heapq.heappop(queue)
+        if u in done:
+            continue
+        done.add(u)
+        for v in neighbours(*u, H, W, neighbourhood):
+            nd = d + float(costs[v])
+            if nd < dist.get(v, math.inf):
+                dist[v] = nd
+                heapq.heappush(queue, (nd, v))
+    return dist.get(t, math.inf)
+
+
+def brute_force_oracle(costs: np.ndarray, neighbourhood: int) -> tuple[float, int]:
+    """Minimum ``(cost, cells)`` over ALL simple paths from (0, 0) to (H-1, W-1) (tiny grids).
+
+    Exhaustive search: the oracle for the optimum and the documented tie rule (fewest cells among
+    the cheapest paths) of `imle_fn.solvers.grid.shortest_path` (tests/solvers/test_grid.py).
+    """
+    H, W = costs.shape
+    t = (H - 1, W - 1)
+    best = (math.inf, 0)
+
+    def walk(u: tuple[int, int], cost: float, seen: set[tuple[int, int]]) -> None:
+        nonlocal best
+        if u == t:
+            best = min(best, (cost, len(seen)))
+            return
+        for v in neighbours(*u, H, W, neighbourhood):
+            if v not in seen and costs[v] < math.inf:
+                seen.add(v)
+                walk(v, cost + float(costs[v]), seen)
+                seen.remove(v)
+
+    if costs[0, 0] < math.inf:
+        walk((0, 0), float(costs[0, 0]), {(0, 0)})
+    return best
+
+
+def bellman_ford_cost(costs: np.ndarray) -> float:
+    """Naive oracle: Bellman-Ford relaxation of vertex-weighted 8-neighbour paths, both ends counted.
+
+    The optimal (0, 0) -> (K0-1, K1-1) path cost of one [K0, K1] grid, relaxed over whole-grid
+    shifts until nothing changes: the oracle that the Warcraft look-alike's labels (and their
+    corner-symmetric re-solves) are shortest paths (tests/apps/test_warcraft.py).
+    """
+    k0, k1 = costs.shape
+    dist = np.full((k0 + 2, k1 + 2), np.inf)
+    dist[1, 1] = costs[0, 0]
+    for _ in range(k0 * k1):
+        best = dist.copy()
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                shifted = dist[1 + di : 1 + di + k0, 1 + dj : 1 + dj + k1]
+                best[1:-1, 1:-1] = np.minimum(best[1:-1, 1:-1], shifted + costs)
+        if np.array_equal(best, dist):
+            break
+        dist = best
+    return float(dist[k0, k1])
+
+
+def rules_oracle(costs: np.ndarray) -> np.ndarray:
+    """The documented rules, written plainly with Python's heapq on one [H, W] grid.
+
+    The 0/1 path of the reference's Dijkstra rules on signed costs (no clamping, settled cells
+    never reopened, 8-neighbours, (0, 0) -> (H-1, W-1)): the oracle for
+    `imle_fn.apps.demo.reference_dijkstra` (tests/apps/test_reference_dijkstra.py).
+    """
+    H, W = costs.shape
+    dist = {(0, 0): float(costs[0, 0])}
+    pred: dict[tuple[int, int], tuple[int, int]] = {}
+    settled: set[tuple[int, int]] = set()
+    heap = [(float(costs[0, 0]), 0)]
+    while heap:
+        _, index = heapq.heappop(heap)
+        r, c = divmod(index, W)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                n = (r + dr, c + dc)
+                if (dr, dc) == (0, 0) or not (0 <= n[0] < H and 0 <= n[1] < W) or n in settled:
+                    continue
+                d = dist[(r, c)] + float(costs[n])
+                if d < dist.get(n, np.inf):
+                    dist[n], pred[n] = d, (r, c)
+                    heapq.heappush(heap, (d, n[0] * W + n[1]))
+        settled.add((r, c))
+    out = np.zeros((H, W))
+    at = (H - 1, W - 1)
+    out[at] = 1
+    while at != (0, 0):
+        at = pred[at]
+        out[at] = 1
+    return out
+
+
+# ------------------------------------------------- pure-Python Dijkstras timed by bench/
+EIGHT_STEPS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def _grid_neighbours(r: int, c: int, H: int, W: int) -> list[tuple[int, int]]:
+    return [(r + dr, c + dc) for dr, dc in EIGHT_STEPS if 0 <= r + dr < H and 0 <= c + dc < W]
+
+
+def heapq_dijkstra(costs: np.ndarray) -> np.ndarray:
+    """``[H, W]`` costs >= 0 -> ``[H, W]`` 0/1 shortest path, behaving as the reference does.
+
+    Like the reference solver shared by torch-imle, tf-imle, torch-adaptive-imle and
+    blackbox-backprop: the search runs until the heap is empty (no early exit), popped entries
+    that are already settled are expanded again (the reference's ``pass`` where a ``continue``
+    belongs), the number of shortest paths is counted, the neighbours come from a function
+    returning a list, and the grid is read as ``costs[x][y]``. Warcraft convention (both ends
+    counted, 8-neighbourhood, (0, 0) -> (H-1, W-1)). The "what users have today" baseline of
+    bench/bench_shortest_path.py and bench/bench_warcraft.py.
+    """
+    H, W = costs.shape
+    dist = np.full_like(costs, 1.0e10)
+    dist[0][0] = costs[0][0]
+    count = np.zeros_like(costs)
+    count[0][0] = 1
+    queue = [(costs[0][0], (0, 0))]
+    settled: set[tuple[int, int]] = set()
+    pred: dict[tuple[int, int], tuple[int, int]] = {}
+    while queue:
+        _, (x, y) = heapq.heappop(queue)
+        for u, v in _grid_neighbours(x, y, H, W):
+            if (u, v) not in settled:
+                candidate = costs[u][v] + dist[x][y]
+                if candidate < dist[u][v]:
+                    dist[u][v] = candidate
+                    heapq.heappush(queue, (dist[u][v], (u, v)))
+                    pred[(u, v)] = (x, y)
+                    count[u, v] = count[x, y]
+                elif candidate == dist[u][v]:
+                    count[u, v] += 1
+        settled.add((x, y))
+    return _walk_back(pred, H, W)
+
+
+def heapq_dijkstra_lean(costs: np.ndarray) -> np.ndarray:
+    """A leaner pure-Python heapq Dijkstra: stale entries skipped, early exit at the target.
+
+    ``[H, W]`` costs >= 0 -> ``[H, W]`` 0/1 shortest path, Warcraft convention as
+    `heapq_dijkstra`: the best-case pure-Python baseline of bench/bench_shortest_path.py.
+    """
+    H, W = costs.shape
+    dist = np.full((H, W), np.inf)
+    pred: dict[tuple[int, int], tuple[int, int]] = {}
+    dist[0, 0] = costs[0, 0]
+    queue = [(costs[0, 0], 0, 0)]
+    while queue:
+        d, r, c = heapq.heappop(queue)
+        if d > dist[r, c]:
+            continue
+        if (r, c) == (H - 1, W - 1):
+            break
+        for dr, dc in EIGHT_STEPS:
+            rr, cc = r + dr, c + dc
+            if 0 <= rr < H and 0 <= cc < W:
+                nd = d + costs[rr, cc]
+                if nd < dist[rr, cc]:
+                    dist[rr, cc] = nd
+                    pred[(rr, cc)] = (r, c)
+                    heapq.heappush(queue, (nd, rr, cc))
+    return _walk_back(pred, H, W)
+
+
+def _walk_back(pred: dict[tuple[int, int], tuple[int, int]], H: int, W: int) -> np.ndarray:
+    path = np.zeros((H, W))
+    cell = (H - 1, W - 1)
+    path[cell] = 1
+    while cell != (0, 0):
+        cell = pred[cell]
+        path[cell] = 1
+    return path
+
+
+def heapq_dijkstra_batch(costs: np.ndarray) -> np.ndarray:
+    """``[B, H, W]`` -> ``[B, H, W]``, one reference-style `heapq_dijkstra` call per instance."""
+    return np.stack([heapq_dijkstra(c) for c in costs])
+
+
+def heapq_dijkstra_lean_batch(costs: np.ndarray) -> np.ndarray:
+    """``[B, H, W]`` -> ``[B, H, W]``, one `heapq_dijkstra_lean` call per instance."""
+    return np.stack([heapq_dijkstra_lean(c) for c in costs])
+
+
+# ----------------------------------------------------------------------------------- demo
+def naive_learning(
+    configs: list[LearningConfig],
+    gold: torch.Tensor,
+    theta0: torch.Tensor,
+    hyper: Hyper,
+    seed: int,
+    solver: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's loop written plainly: one Adam and one `imle` call per configuration.
+
+    Per-configuration losses [C, steps] and final scores [C, *gold.shape] of the I-MLE demo's
+    learning loop with ``solver``, one configuration after another from one shared noise pool per
+    step: the oracle for the lock-step `imle_fn.apps.demo.learning.learn`
+    (tests/apps/test_demo.py).
+    """
+    g = torch.Generator().manual_seed(seed)
+    thetas = [theta0.clone().requires_grad_(True) for _ in configs]
+    optims = [torch.optim.Adam([t], lr=hyper.lr) for t in thetas]
+    s_max = max(c.num_samples for c in configs)
+    losses = np.zeros((len(configs), hyper.steps))
+    for step in range(hyper.steps):
+        pool = sum_of_gamma((s_max, *gold.shape), k=hyper.k, num_terms=hyper.num_terms, generator=g)
+        for i, (c, theta, optim) in enumerate(zip(configs, thetas, optims, strict=True)):
+            optim.zero_grad()
+            noise, t_in, t_out = pool[: c.num_samples], c.input_temperature, c.target_temperature
+            if t_in == 0:  # no noise: S identical samples
+                noise, t_in, t_out = torch.zeros_like(noise), 1.0, 1.0
+            z = imle(theta, noise, solver, lam=hyper.lam, alpha=hyper.alpha, temperature=t_in,
+                     target_temperature=t_out, divide_by_lam=False)  # fmt: skip
+            loss = (z * (1 - gold) + (1 - z) * gold).mean(0).sum()
+            loss.backward()
+            optim.step()
+            losses[i, step] = float(loss.detach())
+    return losses, np.stack([t.detach().numpy() for t in thetas])
