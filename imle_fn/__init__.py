@@ -1,30 +1,57 @@
 """imle_fn: Implicit MLE as composable, functional PyTorch.
 
-Data flows one way: noise (`sum_of_gamma`, `gumbel`) -> `perturb` -> `map_solve` -> `imle`
-(forward) with `imle_vjp` (backward). The other estimators (`aimle`, `imle_central`, `dbb`,
-`perturbed`, `fenchel_young_loss`, `ste`) share the same interface. `imle_fn.compat` is a drop-in
-for uclnlp/torch-imle; `imle_fn.RaySolver` spreads solver calls over a Ray cluster.
+Data flows one way: noise (`sum_of_gamma`, `gumbel`, `gaussian`) -> `perturb` -> `map_solve` ->
+`imle` (forward) with `imle_vjp` (backward). The other estimators (`aimle`, `imle_central`, `dbb`,
+`perturbed`, `fenchel_young_loss`, `ste`) share the same interface. Ready-made solvers live in
+`imle_fn.solvers`, `imle_fn.compat` is a drop-in for uclnlp/torch-imle, and `RaySolver` spreads
+solver calls over a Ray cluster.
+
+The package's layers (see the README's "Layout"): `imle_fn.core` (the pipeline, knowing no concrete
+solver), `imle_fn.estimators`, `imle_fn.solvers`, the private Numba kernels `imle_fn._kernels`,
+`imle_fn.distributed` and `imle_fn.apps` (the command line, the demo, the benchmarks).
 """
 
-from imle_fn.core.contract import Backend, FunctionSolver, Solver, as_solver
-from imle_fn.core.noise import gaussian, gumbel, sum_of_gamma
-from imle_fn.core.perturbation import perturb
-from imle_fn.core.solving import map_solve
-from imle_fn.distributed.remote import RaySolver, SolverWorkerError
+from importlib.metadata import PackageNotFoundError, version
+
+from imle_fn.core import (
+    Backend,
+    FunctionSolver,
+    Solver,
+    as_solver,
+    gaussian,
+    gumbel,
+    map_solve,
+    perturb,
+    sum_of_gamma,
+)
+from imle_fn.distributed import RaySolver, SolverWorkerError
 from imle_fn.estimators import (
     aimle,
     aimle_state,
     aimle_update,
     dbb,
     fenchel_young_loss,
+    imle,
     imle_central,
+    imle_vjp,
     perturbed,
     ste,
 )
-from imle_fn.estimators.implicit_mle import imle, imle_vjp
-from imle_fn.solvers.grid import GridShortestPath, TorchGridShortestPath, path_cost, shortest_path
-from imle_fn.solvers.grid_torch import shortest_path_torch
-from imle_fn.solvers.topk import TopK, topk_log_partition, topk_marginals
+from imle_fn.solvers import (
+    GridShortestPath,
+    TopK,
+    TorchGridShortestPath,
+    path_cost,
+    shortest_path,
+    shortest_path_torch,
+    topk_log_partition,
+    topk_marginals,
+)
+
+try:
+    __version__ = version("imle_fn")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Backend",
@@ -57,4 +84,3 @@ __all__ = [
     "topk_log_partition",
     "topk_marginals",
 ]
-__version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 Subcommands live in their own modules; each exposes ``add_arguments(parser)`` and ``run(args) -> int``:
 
-* ``imle-fn demo``: the seed's example end to end (`imle_fn.apps.demo.command`).
+* ``imle-fn demo``: the reference example end to end (`imle_fn.apps.demo.command`).
 * ``imle-fn bench warcraft``: the Warcraft-style shortest-path benchmark (`imle_fn.apps.warcraft.command`).
 """
 
@@ -20,7 +20,7 @@ _COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("demo",),
         "imle_fn.apps.demo.command",
-        "the seed's example: map, sampled paths, gradients, learning",
+        "the reference example: map, sampled paths, gradients, learning",
     ),
     (
         ("bench", "warcraft"),

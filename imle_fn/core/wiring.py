@@ -9,7 +9,7 @@ custom gradient of the forward, by one of two routes that compute the same thing
   with `torch.func.grad`, `vjp`, `jacrev`, `vmap` (nested, and ``vmap(grad)``) and ``.backward()``;
 * under `torch.compile`: the custom op ``imle_fn::estimate`` with ``register_autograd`` and a vmap
   rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
-  (pytorch#129845, see the project's TORCH_FUNC_NOTES).
+  (pytorch#129845).
 
 Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not supported and raises.
 Noise is data: it never receives a gradient (passing noise that requires grad is an error).

@@ -1,20 +1,28 @@
 """The estimator family behind one functional interface: each takes ``(theta, noise, solver)``.
 
-`imle_fn.imle` (I-MLE) plus: `aimle` (adaptive I-MLE, state as data), `imle_central` (central
-differences), `dbb` (blackbox backprop), `perturbed` (perturbed optimizers) with
-`fenchel_young_loss`, and `ste` (straight-through).
+`imle` (I-MLE, `implicit_mle`), `aimle` (adaptive I-MLE with its state as data, `adaptive`),
+`imle_central` (central differences, `central`), `dbb` (blackbox backprop, `blackbox`), `perturbed`
+(perturbed optimizers, `perturbed_optimizer`) with `fenchel_young_loss` (`fenchel_young`), and `ste`
+(straight-through, `straight_through`). Each module holds the estimator's VJP as a plain function
+(``*_vjp``), its hyper-parameters as an `imle_fn.core.Estimator` and the public function that wires
+them together with `imle_fn.core.estimate`.
+
+Import rule: estimators import ``imle_fn.core`` and each other; never a solver, ``imle_fn.distributed``
+or an app. A new estimator goes here as its own module.
 """
 
 from imle_fn.estimators.adaptive import AIMLE, aimle, aimle_state, aimle_update, aimle_vjp
 from imle_fn.estimators.blackbox import DBB, dbb, dbb_vjp
 from imle_fn.estimators.central import CentralIMLE, imle_central, imle_central_vjp
 from imle_fn.estimators.fenchel_young import fenchel_young_loss
+from imle_fn.estimators.implicit_mle import IMLE, imle, imle_vjp
 from imle_fn.estimators.perturbed_optimizer import Perturbed, perturbed, perturbed_vjp
 from imle_fn.estimators.straight_through import STE, ste, ste_vjp
 
 __all__ = [
     "AIMLE",
     "DBB",
+    "IMLE",
     "STE",
     "CentralIMLE",
     "Perturbed",
@@ -25,8 +33,10 @@ __all__ = [
     "dbb",
     "dbb_vjp",
     "fenchel_young_loss",
+    "imle",
     "imle_central",
     "imle_central_vjp",
+    "imle_vjp",
     "perturbed",
     "perturbed_vjp",
     "ste",

@@ -1,4 +1,4 @@
-"""The seed's example end to end: ``imle-fn demo`` (map, sampled paths, gradients, learning).
+"""The reference example end to end: ``imle-fn demo`` (map, sampled paths, gradients, learning).
 
 Modules: `maps` (the reference map and the Hamming loss), `configs` (the reference's learning
 configurations and hyper-parameters), `learning` (the I-MLE learning loop), `timing`, `figures`,

@@ -1,4 +1,4 @@
-"""``imle-fn demo``: the seed's example end to end, written to a folder of PNGs and GIFs.
+"""``imle-fn demo``: the reference example end to end, written to a folder of PNGs and GIFs.
 
 Writes ``map.png``, ``gold.png``, ``paths.gif``, ``distribution.gif`` (+ ``distribution.png``),
 ``gradients.gif``, ``learning_paths.gif``, ``learning_weights.gif`` and ``learning.png``, and prints

@@ -1,4 +1,4 @@
-"""The seed's 16x16 map, its flat twin and the Hamming loss of the reference's learning example."""
+"""The reference example's 16x16 map, its flat twin and the Hamming loss of the reference's learning example."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def reference_map(
 def flat_map(
     *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Return the flat map of the seed's "Gradients" section: every weight equal to `WEIGHT`.
+    """Return the flat map of the reference example's "Gradients" section: every weight equal to `WEIGHT`.
 
     Returns:
         theta: [16, 16] scores, all -1.

@@ -26,7 +26,7 @@ from imle_fn.solvers.grid import GridShortestPath
 __all__ = ["DemoSummary", "run_demo"]
 
 PATHS_TEMPERATURE = 1.0
-"""Noise temperature of paths.gif and distribution.gif (the seed's)."""
+"""Noise temperature of paths.gif and distribution.gif (the reference example's)."""
 GRADIENT_CONFIG_TEMPERATURES = (1.0, 1.0)
 """Input/target temperatures of the flat-map run shown in gradients.gif."""
 LEARNING_SOLVERS: dict[str, Solver] = {
