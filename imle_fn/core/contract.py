@@ -61,6 +61,10 @@ class FunctionSolver:
         event_ndim: number of trailing dimensions that make up one instance (2 for a grid map,
             1 for a k-subset over a vector).
         backend: ``"numpy"`` (``fn`` takes and returns arrays on the CPU) or ``"torch"``.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or ``event_ndim`` is not an int.
+        ValueError: ``event_ndim < 0`` or an unknown ``backend``.
     """
 
     fn: Callable[[Any], Any]
@@ -87,6 +91,10 @@ def as_solver(fn: Callable[[Any], Any], *, event_ndim: int, backend: Backend = "
 
     Returns:
         A `Solver` that `map_solve`, `imle` and the other estimators accept.
+
+    Raises:
+        TypeError: ``fn`` is not callable, or ``event_ndim`` is not an int.
+        ValueError: ``event_ndim < 0`` or an unknown ``backend``.
     """
     return FunctionSolver(fn, event_ndim, backend)
 

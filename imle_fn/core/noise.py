@@ -74,6 +74,10 @@ def sum_of_gamma(
         >>> g = torch.Generator().manual_seed(0)
         >>> sum_of_gamma((2, 16, 16), k=20.8, num_terms=100, generator=g).shape
         torch.Size([2, 16, 16])
+
+    References:
+        Niepert, Minervini, Franceschi, "Implicit MLE: Backpropagating Through Discrete
+        Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798), Eq. 13.
     """
     size = check_shape(shape)
     num_terms = check_int("num_terms", num_terms, minimum=1)

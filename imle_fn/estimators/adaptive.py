@@ -52,6 +52,9 @@ def aimle_state(
     Args:
         beta: initial ``beta`` (>= 0).
         ema: initial moving average of non-zero gradient entries per (instance, sample).
+
+    Raises:
+        ValueError: a negative or non-finite ``beta`` or ``ema``.
     """
     values = [check_nonnegative("beta", beta), check_nonnegative("ema", ema)]
     return torch.tensor(values, dtype=dtype, device=device)
@@ -80,6 +83,16 @@ def aimle_update(
 
     Returns:
         ``[2]`` new state (a new tensor, without gradient history).
+
+
+    Raises:
+        TypeError: ``state`` is not a tensor.
+        ValueError: ``state`` or ``stats`` not a ``[2]`` floating tensor; a negative ``target`` or
+            ``step``; ``decay`` outside ``[0, 1]``.
+
+    References:
+        Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
+        Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
     """
     check_state_tensor("state", state, (2,), "[beta, ema] (see aimle_state)")
     check_nonnegative("target", target)
@@ -131,6 +144,10 @@ def aimle_vjp(
         ``(dtheta, stats)``: the ``theta.shape`` gradient estimate and ``[2]``
         ``[nnz_sum, count]``: non-zero gradient entries summed over (sample, instance) pairs, and
         the number of pairs.
+
+    References:
+        Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
+        Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
     """
     event = tuple(range(-event_ndim, 0))
     theta_norm = torch.linalg.vector_norm(theta.detach(), dim=event, keepdim=True)  # [*batch, 1..]
@@ -211,6 +228,29 @@ def aimle(
 
     Returns:
         ``[*sample, *batch, *event]`` sampled MAP states.
+
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
+    Example:
+        >>> import torch, imle_fn
+        >>> theta = torch.tensor([[0.0, 0.5]], requires_grad=True)
+        >>> state = imle_fn.aimle_state(beta=1.0).requires_grad_()
+        >>> z = imle_fn.aimle(theta, None, imle_fn.TopK(1), state)
+        >>> (z * torch.tensor([[0.0, 1.0]])).sum().backward()  # lam = 1 * 0.5 / 1
+        >>> theta.grad, state.grad  # state.grad = [non-zero entries, (instance, sample) pairs]
+        (tensor([[-2.,  2.]]), tensor([2., 1.]))
+        >>> imle_fn.aimle_update(state.detach(), state.grad, target=1.0, step=0.1)
+        tensor([0.9000, 1.1000])
+
+    References:
+        Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
+        Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
     """
     if state is not None:
         check_state_tensor("state", state, (2,), "[beta, ema] (see aimle_state)")

@@ -46,6 +46,10 @@ def dbb_vjp(
 
     Returns:
         ``theta.shape`` gradient.
+
+    References:
+        Vlastelica, Paulus, Musil, Martius, Rolinek, "Differentiation of Blackbox Combinatorial
+        Solvers", ICLR 2020 (arXiv:1912.02175).
     """
     target = theta.detach() - lam * dz
     if clamp_costs:
@@ -93,6 +97,28 @@ def dbb(
 
     Returns:
         ``[*batch, *event]`` MAP states.
+
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
+    Example:
+        >>> import torch, imle_fn
+        >>> theta = torch.tensor([[0.0, 0.5]], requires_grad=True)
+        >>> z = imle_fn.dbb(theta, imle_fn.TopK(1), lam=1.0)
+        >>> z.detach()
+        tensor([[0., 1.]])
+        >>> (z * torch.tensor([[0.0, 1.0]])).sum().backward()  # target MAP([0, -0.5]) = [1, 0]
+        >>> theta.grad
+        tensor([[-1.,  1.]])
+
+    References:
+        Vlastelica, Paulus, Musil, Martius, Rolinek, "Differentiation of Blackbox Combinatorial
+        Solvers", ICLR 2020 (arXiv:1912.02175).
     """
     estimator = DBB(check_positive("lam", lam), bool(clamp_costs))
     return estimate(estimator, theta, None, solver, event_ndim)

@@ -86,6 +86,10 @@ def imle_central_vjp(
     Returns:
         ``theta.shape``: mean over samples of ``(z_plus - z_minus) / (2 lam)`` (no ``/ lam`` when
         ``divide_by_lam=False``).
+
+    References:
+        Niepert, Minervini, Franceschi, "Implicit MLE: Backpropagating Through Discrete
+        Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     grad = target_difference(
         dz, theta, noise, None, solve, lam=lam, alpha=alpha,
@@ -128,6 +132,28 @@ def imle_central(
 
     Returns:
         ``[*sample, *batch, *event]`` sampled MAP states.
+
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
+    Example:
+        >>> import torch, imle_fn
+        >>> theta = torch.tensor([[0.0, 0.5]], requires_grad=True)
+        >>> z = imle_fn.imle_central(theta, None, imle_fn.TopK(1), lam=1.0)
+        >>> (z * torch.tensor([[0.0, 1.0]])).sum().backward()  # (MAP([0, 1.5]) - MAP([0, -0.5])) / 2
+        >>> theta.grad
+        tensor([[-0.5000,  0.5000]])
+
+    References:
+        Niepert, Minervini, Franceschi, "Implicit MLE: Backpropagating Through Discrete
+        Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
+        Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
+        Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862): central differences.
     """
     estimator = CentralIMLE(
         check_positive("lam", lam),

@@ -43,6 +43,27 @@ def fenchel_young_loss(
 
     Returns:
         ``[*batch]`` losses; ``grad_theta loss.sum() = mean_s z_s - y``.
+
+    Raises:
+        TypeError: ``theta`` / ``y`` / ``noise`` is not a tensor of the right kind, or ``solver`` is
+            not a callable / `imle_fn.Solver`.
+        ValueError: ``sigma < 0``; ``noise`` requiring grad; NaN scores or a bad solver output (the
+            message names the instance).
+
+    Example:
+        >>> import torch, imle_fn
+        >>> theta = torch.tensor([[0.0, 0.5, 2.0]], requires_grad=True)
+        >>> y = torch.tensor([[1.0, 0.0, 0.0]])
+        >>> loss = imle_fn.fenchel_young_loss(theta, y, None, imle_fn.TopK(1))
+        >>> loss.detach()  # <theta, MAP(theta) - y> = 2 - 0
+        tensor([2.])
+        >>> loss.sum().backward()
+        >>> theta.grad  # MAP(theta) - y
+        tensor([[-1.,  0.,  1.]])
+
+    References:
+        Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
+        Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
     sigma = check_nonnegative("sigma", sigma)
     if not isinstance(y, torch.Tensor):

@@ -61,6 +61,10 @@ def imle_vjp(
 
     Returns:
         ``theta.shape`` gradient estimate.
+
+    References:
+        Niepert, Minervini, Franceschi, "Implicit MLE: Backpropagating Through Discrete
+        Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     # Few, fused element-wise ops: each one wakes torch's thread pool next to the solver's.
     scaled = theta.detach() if alpha == 1.0 else alpha * theta.detach()
@@ -129,12 +133,24 @@ def imle(
     Returns:
         ``[*sample, *batch, *event]`` sampled MAP states, dtype and device of ``theta``.
 
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
     Example:
         >>> import torch, imle_fn
         >>> theta = torch.zeros(4, 12, 12, requires_grad=True)
         >>> noise = imle_fn.sum_of_gamma((10, 4, 12, 12), k=12.0, generator=torch.Generator().manual_seed(0))
         >>> z = imle_fn.imle(theta, noise, imle_fn.GridShortestPath())  # [10, 4, 12, 12]
         >>> z.sum().backward()
+
+    References:
+        Niepert, Minervini, Franceschi, "Implicit MLE: Backpropagating Through Discrete
+        Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     estimator = IMLE(
         check_positive("lam", lam),

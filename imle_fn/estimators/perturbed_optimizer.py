@@ -60,6 +60,10 @@ def perturbed_vjp(
 
     Returns:
         ``theta.shape`` gradient.
+
+    References:
+        Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
+        Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
     event = tuple(range(-event_ndim, 0))
     inner = (z * dout).sum(dim=event, keepdim=True)  # [S, *batch, 1..]
@@ -135,6 +139,14 @@ def perturbed(
     Returns:
         ``[*batch, *event]`` the mean perturbed MAP state (an estimate of ``E[z]``).
 
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
     Example:
         >>> import torch
         >>> from imle_fn.core.noise import gumbel
@@ -144,6 +156,10 @@ def perturbed(
         >>> y = perturbed(theta, noise, TopK(1), noise_type="gumbel")  # about softmax(theta)
         >>> y.shape
         torch.Size([3])
+
+    References:
+        Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
+        Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
     if noise is None:
         raise ValueError("noise: the perturbed optimizer needs noise samples, got None")

@@ -24,6 +24,10 @@ def ste_vjp(dz: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None) -
 
     Returns:
         ``theta.shape`` gradient estimate.
+
+    References:
+        Bengio, Leonard, Courville, "Estimating or Propagating Gradients Through Stochastic Neurons
+        for Conditional Computation", arXiv:1308.3432, 2013.
     """
     return reduce_to_theta(dz, theta, noise)
 
@@ -62,6 +66,28 @@ def ste(
 
     Returns:
         ``[*sample, *batch, *event]`` MAP states.
+
+    Raises:
+        TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
+            callable / `imle_fn.Solver`.
+        ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
+            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
+            shape or with non-finite values (the message names the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+
+    Example:
+        >>> import torch, imle_fn
+        >>> theta = torch.tensor([[0.0, 0.5, 2.0]], requires_grad=True)
+        >>> z = imle_fn.ste(theta, None, imle_fn.TopK(2))
+        >>> z.detach()
+        tensor([[0., 1., 1.]])
+        >>> (z * torch.tensor([[1.0, 2.0, 3.0]])).sum().backward()
+        >>> theta.grad  # the cotangent, unchanged
+        tensor([[1., 2., 3.]])
+
+    References:
+        Bengio, Leonard, Courville, "Estimating or Propagating Gradients Through Stochastic Neurons
+        for Conditional Computation", arXiv:1308.3432, 2013.
     """
     estimator = STE(check_nonnegative("temperature", temperature))
     return estimate(estimator, theta, noise, solver, event_ndim)

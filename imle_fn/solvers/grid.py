@@ -124,6 +124,11 @@ class GridShortestPath:
             scores above zero count as cost 0) or ``"raise"``.
         backend: ``"numpy"`` (the Numba Dijkstra, on the CPU) or ``"torch"`` (the pure-torch twin
             `imle_fn.solvers.grid_torch`, on the scores' device).
+
+    Raises:
+        ValueError: ``neighbourhood`` not 4 or 8, ``negative`` not ``"raise"``/``"clamp"``, or an
+            unknown ``backend`` (at construction); when called, the errors of `shortest_path`.
+        TypeError: ``source`` / ``target`` not a ``(row, col)`` pair of ints.
     """
 
     neighbourhood: int = 8

@@ -70,6 +70,10 @@ class TopK:
         >>> import torch, imle_fn
         >>> imle_fn.map_solve(torch.tensor([[0.3, -1.0, 2.0, 0.3]]), TopK(2))
         tensor([[1., 0., 1., 0.]])
+
+    Raises:
+        TypeError: ``k`` is not an int.
+        ValueError: ``k < 0``; when called, ``k`` larger than the number of items ``n``.
     """
 
     k: int
@@ -135,6 +139,10 @@ def topk_log_partition(theta: torch.Tensor, k: int) -> torch.Tensor:
 
     Returns:
         ``[*batch]`` log-partition values.
+
+    Raises:
+        TypeError: ``theta`` is not a floating-point tensor.
+        ValueError: ``theta`` has no dims, a bad ``k``, or more than 1e6 states to enumerate.
     """
     _, logits = _state_logits(theta, k)
     return torch.logsumexp(logits, dim=-1)
@@ -149,6 +157,10 @@ def topk_marginals(theta: torch.Tensor, k: int) -> torch.Tensor:
 
     Returns:
         ``[*batch, n]`` marginals, differentiable with respect to ``theta``.
+
+    Raises:
+        TypeError: ``theta`` is not a floating-point tensor.
+        ValueError: ``theta`` has no dims, a bad ``k``, or more than 1e6 states to enumerate.
     """
     states, logits = _state_logits(theta, k)
     return torch.softmax(logits, dim=-1) @ states  # [*batch, n]
