@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -46,7 +46,7 @@ class ReferenceSolver:
     """`bench.baselines.heapq_dijkstra` as a maximiser: scores -> path of costs ``max(-scores, 0)``."""
 
     event_ndim = 2
-    backend = "numpy"
+    backend: Literal["numpy"] = "numpy"
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         costs = np.maximum(-np.asarray(theta, dtype=np.float64), 0.0)

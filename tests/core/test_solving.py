@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from torch.func import vmap
 
 from imle_fn import as_solver
 from imle_fn.core.solving import map_solve
-from tests.conftest import CountingArgmax, TorchTopK
+from tests.helpers import CountingArgmax, TorchTopK
 
 
 def test_matches_argmax_and_folds_batch_dims(argmax_solver: CountingArgmax) -> None:
@@ -102,7 +104,7 @@ def test_identity_solver_does_not_alias() -> None:
         (lambda t: np.full_like(t, np.inf), "non-finite values at instance 0"),
     ],
 )
-def test_bad_solver_output(bad: object, match: str) -> None:
+def test_bad_solver_output(bad: Callable[[np.ndarray], np.ndarray], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         map_solve(torch.randn(4, 3), bad, event_ndim=1)
 

@@ -14,54 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from imle_fn.core.contract import Solver
 from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
-from tests.naive import Cell, brute_force_oracle, dijkstra_oracle, neighbours
-
-VALUES = [0.0, 0.5, 1.0, 1.0, 2.0, 3.5, math.inf]  # zeros, ties and walls on purpose
-HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def assert_one_path(
-    z: np.ndarray, neighbourhood: int, source: Cell = (0, 0), target: Cell = (-1, -1)
-) -> None:
-    """``z`` is 0/1 and its ones are exactly the cells of one simple s-t path."""
-    H, W = z.shape
-    assert set(np.unique(z)) <= {0, 1}
-    s = (source[0] % H, source[1] % W)
-    t = (target[0] % H, target[1] % W)
-    cells = {(int(r), int(c)) for r, c in zip(*np.nonzero(z), strict=True)}
-    assert s in cells and t in cells
-    # A Hamiltonian s-t path through exactly these cells (DFS; the sets are path-shaped).
-    budget = [100_000]
-
-    def walk(u: tuple[int, int], seen: set[tuple[int, int]]) -> bool:
-        budget[0] -= 1
-        assert budget[0] > 0, "search budget exhausted"
-        if len(seen) == len(cells):
-            return u == t
-        for v in neighbours(*u, H, W, neighbourhood):
-            if v in cells and v not in seen and (v != t or len(seen) + 1 == len(cells)):
-                seen.add(v)
-                if walk(v, seen):
-                    return True
-                seen.remove(v)
-        return False
-
-    assert walk(s, {s}), f"the indicator is not one simple path:\n{z}"
-
-
-def grids(max_side: int, max_batch: int = 3) -> st.SearchStrategy[np.ndarray]:
-    return st.tuples(
-        st.integers(1, max_batch), st.integers(1, max_side), st.integers(1, max_side)
-    ).flatmap(
-        lambda shape: st.lists(
-            st.sampled_from(VALUES), min_size=math.prod(shape), max_size=math.prod(shape)
-        ).map(lambda xs: np.array(xs, dtype=np.float64).reshape(shape))
-    )
+from tests.helpers import HYP, assert_one_path, grids
+from tests.naive import brute_force_oracle, dijkstra_oracle
 
 
 # -------------------------------------------------------------------------------------- optimality

@@ -15,8 +15,8 @@ from imle_fn.core.contract import Solver
 from imle_fn.core.solving import map_solve
 from imle_fn.solvers.grid import GridShortestPath, TorchGridShortestPath, path_cost, shortest_path
 from imle_fn.solvers.grid_torch import shortest_path_torch
+from tests.helpers import HYP, assert_one_path, grids
 from tests.naive import dijkstra_oracle
-from tests.solvers.test_grid import HYP, assert_one_path, grids
 
 
 @settings(HYP, max_examples=30)
