@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from imle_fn import GridShortestPath, imle, sum_of_gamma
 
@@ -36,7 +37,7 @@ def _warm_up() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"B{b}xS{s}_{h}x{h}" for b, s, h in CASES])
-def test_imle_forward_backward(benchmark, case: tuple[int, int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_imle_forward_backward(benchmark: BenchmarkFixture, case: tuple[int, int, int]) -> None:
     theta, noise, dz = _inputs(*case)
     theta.requires_grad_()
 
@@ -50,7 +51,7 @@ def test_imle_forward_backward(benchmark, case: tuple[int, int, int]) -> None:  
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"B{b}xS{s}_{h}x{h}" for b, s, h in CASES])
-def test_raw_solver_twice(benchmark, case: tuple[int, int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_raw_solver_twice(benchmark: BenchmarkFixture, case: tuple[int, int, int]) -> None:
     theta, noise, dz = _inputs(*case)
     b, s, h = case
     x = (theta + noise).reshape(b * s, h, h).numpy()

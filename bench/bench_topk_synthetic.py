@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from pytest_benchmark.fixture import BenchmarkFixture
 
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.central import imle_central
@@ -124,7 +125,7 @@ def run(name: str, runs: int, steps: int, lr: float, samples: int, seed: int = 0
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
-def test_gradient_step(benchmark, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_gradient_step(benchmark: BenchmarkFixture, name: str) -> None:
     b, theta = problem(100)
     grad_fn = gradient_fn(name, 1)
     g = torch.Generator().manual_seed(0)

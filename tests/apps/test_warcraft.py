@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,10 +208,10 @@ def test_train_with_augmentation_is_seeded_and_changes_what_is_seen() -> None:
         pixels.std(dim=(0, 1, 2)).view(1, 3, 1, 1),
     )
     data = _tensors(maps, mean, std)
-    kwargs = dict(method="imle", epochs=2, batch_size=7, progress=False)
-    plain = train(TrainConfig(**kwargs), data, data)  # type: ignore[arg-type]
-    aug = train(TrainConfig(augment=True, **kwargs), data, data)  # type: ignore[arg-type]
-    again = train(TrainConfig(augment=True, **kwargs), data, data)  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = dict(method="imle", epochs=2, batch_size=7, progress=False)
+    plain = train(TrainConfig(**kwargs), data, data)
+    aug = train(TrainConfig(augment=True, **kwargs), data, data)
+    again = train(TrainConfig(augment=True, **kwargs), data, data)
     assert [m.train_loss for m in aug] == [m.train_loss for m in again]
     assert [m.train_loss for m in aug] != [m.train_loss for m in plain]
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ks_2samp
 
-from imle_fn.core.noise import gumbel, sum_of_gamma
+from imle_fn.core.noise import ShapeLike, gumbel, sum_of_gamma
 from tests.naive import naive_sum_of_gamma
 
 EULER_GAMMA = 0.5772156649015329
@@ -205,10 +205,10 @@ def test_cuda_device() -> None:
 
 
 @pytest.mark.parametrize("shape", [(), 5, (0,), (3, 0, 2), [2, 3], torch.Size([2, 1, 4])])
-def test_shapes(shape: object) -> None:
-    expected = torch.Size([shape] if isinstance(shape, int) else shape)  # type: ignore[arg-type]
-    assert sum_of_gamma(shape, k=2.0, generator=gen(14)).shape == expected  # type: ignore[arg-type]
-    assert gumbel(shape, generator=gen(14)).shape == expected  # type: ignore[arg-type]
+def test_shapes(shape: ShapeLike) -> None:
+    expected = torch.Size([shape] if isinstance(shape, int) else shape)
+    assert sum_of_gamma(shape, k=2.0, generator=gen(14)).shape == expected
+    assert gumbel(shape, generator=gen(14)).shape == expected
 
 
 def test_k_tensor_with_empty_shape() -> None:

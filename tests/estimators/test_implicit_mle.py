@@ -194,9 +194,9 @@ def test_compiled_training_step_equals_eager() -> None:
         per_sample = vmap(vmap(lambda t, n, yy: ((imle(t, n, solver, lam=0.5) - yy) ** 2).sum()))
         return per_sample(theta.unsqueeze(1).expand(3, 4, 6), noise, y).mean() + (theta**2).sum()
 
-    def step(fn: object) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         theta = theta0.clone().requires_grad_()
-        loss = fn(theta)  # type: ignore[operator]
+        loss = fn(theta)
         loss.backward()
         return loss.detach(), leaf_grad(theta)
 
