@@ -55,7 +55,7 @@ def naive_reference(
     tau_in: float,
     tau_t: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """FIELD.md section 2 written out: theta [B, ...], noise [B, S, ...], dy [B*S, ...].
+    """uclnlp/torch-imle's `imle` wrapper (forward and backward) written out: theta [B, ...], noise [B, S, ...], dy [B*S, ...].
 
     Computes uclnlp/torch-imle's forward samples ``z`` [B*S, ...] and its gradient [B, ...] for
     the given noise and cotangent: the oracle for `imle_fn.compat.imle` (tests/test_compat.py).

@@ -1,4 +1,4 @@
-"""imle_fn.compat reproduces uclnlp/torch-imle's semantics (FIELD.md section 2) exactly."""
+"""imle_fn.compat reproduces uclnlp/torch-imle's semantics (its `imle` wrapper, forward and backward) exactly."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """I-MLE: Perturb-and-MAP forward, implicit maximum-likelihood VJP.
 
-Conventions (stated once here, pinned by tests/test_imle.py):
+Conventions (stated once here, pinned by tests/estimators/test_implicit_mle.py):
 
 * **Sign.** Scores are maximised: ``z = argmax_z <theta, z>``. A cost-minimising solver negates its
   input (`imle_fn.GridShortestPath` does this for you).
