@@ -13,12 +13,18 @@ Where the numbers are drawn: **on the generator's device** (``generator=None``: 
   in float64; the samples are cast to ``dtype`` and copied to ``device``. A CPU generator with
   ``device="cuda"`` therefore gives exactly the CPU samples, on the GPU (and pays the copy).
 * A generator on another device (CUDA, MPS, ...), or ``generator=None`` with such a ``device``: the
-  device path, torch ops on that device with no host round trip (no copy to the host, no value
-  read back; it can be captured in a CUDA graph), reproducible from that device's generator. It
-  draws in float64 when float64 is requested and in float32 otherwise (bfloat16 and float16 are
-  the float32 draws rounded); on MPS, which has no float64, always in float32, and a float64
-  result on MPS is refused. A generator on one device with ``device`` another draws on the
-  generator's device and copies the result, as with a CPU generator.
+  device path, torch ops on that device with no host round trip (nothing is copied to the host and
+  nothing read back, so it can be captured in a CUDA graph; the one read is the check of a ``k``
+  tensor that lives on the device: one boolean, replaced by a device-side assertion while a CUDA
+  graph is captured), reproducible from that device's generator. It draws in float64 when float64
+  is requested and in float32 otherwise (bfloat16 and float16 are the float32 draws rounded). MPS
+  has no float64: there it always draws in float32 and refuses a float64 result; Sum-of-Gamma there
+  needs a torch whose MPS backend implements ``torch._standard_gamma`` (others raise
+  ``NotImplementedError``).
+* A generator on one device with ``device`` another: drawn on the generator's device, then copied
+  to ``device`` (``None`` means the CPU, also for a GPU generator), as for a CPU generator. Torch's
+  own samplers raise instead; here the generator alone fixes the numbers, and code written for a
+  CPU generator keeps its samples on any device.
 
 The two paths draw from different streams (the numbers differ for the same seed) but from the same
 distribution: tests/core/test_noise.py runs the device path's code on the CPU and compares it with
@@ -207,7 +213,7 @@ def _sum_of_gamma(
     draw_dtype = _draw_dtype(dtype, draw_device)
     k_tensor = check_positive_tensor("k", k, size, draw_dtype)
     eps = _device_sum_of_gamma(size, k_tensor, num_terms, generator, draw_device, draw_dtype)
-    return eps.to(device=device, dtype=dtype)
+    return eps.to(device=_result_device(device), dtype=dtype)
 
 
 def _gumbel(
@@ -227,7 +233,7 @@ def _gumbel(
         return _to_tensor(-np.log(-np.log(u_np)), size, dtype, device)
     draw_dtype = _draw_dtype(dtype, draw_device)
     u = _device_open_uniform(size, generator, draw_device, draw_dtype)
-    return u.log_().neg_().log_().neg_().to(device=device, dtype=dtype)
+    return u.log_().neg_().log_().neg_().to(device=_result_device(device), dtype=dtype)
 
 
 def _gaussian(
@@ -244,7 +250,7 @@ def _gaussian(
         return _to_tensor(eps.numpy().reshape(-1), size, dtype, device)
     draw_dtype = _draw_dtype(dtype, draw_device)
     eps = torch.randn(size, generator=generator, dtype=draw_dtype, device=draw_device)
-    return eps.to(device=device, dtype=dtype)
+    return eps.to(device=_result_device(device), dtype=dtype)
 
 
 def _draw_args(
@@ -262,9 +268,14 @@ def _draw_args(
     check_dtype(dtype)
     check_generator(generator)
     check_device(device)
-    target = torch.device("cpu") if device is None else torch.device(device)
+    target = _result_device(device)
     check_device_dtype(dtype, target)
     return size, (generator.device if generator is not None else target)
+
+
+def _result_device(device: torch.device | str | None) -> torch.device:
+    """The device of the result: ``device``, the CPU for None (whatever the generator's device)."""
+    return torch.device("cpu") if device is None else torch.device(device)
 
 
 def _host_path(draw_device: torch.device, backend: Backend) -> bool:

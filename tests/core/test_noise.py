@@ -655,6 +655,24 @@ def test_k_checked_by_device_assertion_during_graph_capture(
     assert torch.equal(captured, device_sog((2, 3), good, 10, seed=40))
 
 
+def test_the_generator_decides_where_the_draws_run() -> None:
+    """The dispatch rule, checked without a GPU (a torch.device is only a name until used).
+
+    A CPU generator: the host path, whatever ``device``; ``generator=None``: the requested device's
+    default generator (the host path only for the CPU); the result lands on ``device``, the CPU for
+    None.
+    """
+    f32, cpu, cuda = torch.float32, torch.device("cpu"), torch.device("cuda")
+    assert noise._draw_args((2,), gen(0), f32, "cuda") == (torch.Size([2]), cpu)
+    assert noise._draw_args((2,), None, f32, "cuda")[1] == cuda
+    assert noise._draw_args((2,), None, f32, None)[1] == cpu
+    assert noise._host_path(cpu, "auto")
+    assert not noise._host_path(cuda, "auto")
+    assert not noise._host_path(cpu, "torch")
+    assert noise._result_device(None) == cpu
+    assert noise._result_device("cuda:1") == torch.device("cuda", 1)
+
+
 def test_float64_refused_on_mps() -> None:
     """MPS has no float64: a float64 result there is refused up front (the check needs no MPS)."""
     from imle_fn.core.checks import check_device_dtype
@@ -671,11 +689,13 @@ def test_float64_refused_on_mps() -> None:
 @pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs MPS")
 def test_mps_draws_in_float32() -> None:
     g = torch.Generator(device="mps").manual_seed(0)
-    for out in (
-        sum_of_gamma((4, 3), k=12.0, generator=g, device="mps"),
+    draws = [
         gumbel((4, 3), generator=g, device="mps"),
         noise.gaussian((4, 3), generator=g, device="mps"),
-    ):
+    ]
+    if torch._C._dispatch_has_kernel_for_dispatch_key("aten::_standard_gamma", "MPS"):
+        draws.append(sum_of_gamma((4, 3), k=12.0, generator=g, device="mps"))
+    for out in draws:
         assert out.device.type == "mps" and out.dtype == torch.float32
     with pytest.raises(ValueError, match=r"^dtype: "):
         gumbel((2,), generator=g, dtype=F64, device="mps")
@@ -712,6 +732,8 @@ def test_cuda_generator_draws_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
             assert torch.equal(on_gpu, draw(cuda_gen(41), dtype, "cuda"))
             # drawn where the generator lives, then moved: the same numbers on the CPU
             assert torch.equal(draw(cuda_gen(41), dtype, "cpu"), on_gpu.cpu())
+            on_default = draw(cuda_gen(41), dtype, None)  # device=None: the CPU
+            assert on_default.device.type == "cpu" and torch.equal(on_default, on_gpu.cpu())
             torch.manual_seed(42)  # generator=None: the default CUDA generator
             a = draw(None, dtype, "cuda")
             torch.manual_seed(42)
@@ -723,6 +745,8 @@ def test_cuda_draws_without_host_sync() -> None:
     """No copy to the host and no value read back (torch's sync debug mode turns any into an error)."""
     k = torch.full((70, 1, 1), 12.0, device="cuda")
     sum_of_gamma((1, 70, 12, 12), k=k, generator=cuda_gen(0), device="cuda")  # k checked (one read)
+    gumbel((2,), generator=cuda_gen(0), device="cuda")  # warm-up
+    noise.gaussian((2,), generator=cuda_gen(0), device="cuda")
     before = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
