@@ -9,7 +9,8 @@ Run on a machine with a CUDA GPU and a CUDA build of torch, from the repository 
 Without CUDA it prints "CUDA not available: nothing measured" and exits 0. Otherwise:
 
 1. The CUDA tests: ``pytest tests -k cuda`` (the tests that skip without CUDA all have ``cuda`` in
-   their names); their exit status becomes this script's.
+   their names: keep it so for new ones), or the whole suite with ``--all-tests``; pytest's exit
+   status becomes this script's.
 2. Noise, ``[shape]`` drawn on the GPU (`imle_fn.sum_of_gamma` with 10 and 100 terms,
    `imle_fn.gumbel`, `imle_fn.gaussian`, a CUDA generator) against the same call with a CPU
    generator (drawn on the CPU, then copied to the GPU, as imle_fn does for a CPU generator).
@@ -217,9 +218,12 @@ def warcraft_table(
     return table(header, rows)
 
 
-def run_cuda_tests() -> int:
-    """``pytest tests -k cuda``: the tests that skip without CUDA; returns pytest's exit status."""
-    command = [sys.executable, "-m", "pytest", "tests", "-k", "cuda", "-q", "-rs"]
+def run_cuda_tests(all_tests: bool = False) -> int:
+    """``pytest tests -k cuda`` (the tests that skip without CUDA), or with ``all_tests`` the whole
+    suite; returns pytest's exit status."""
+    command = [sys.executable, "-m", "pytest", "tests", "-q", "-rs"]
+    if not all_tests:
+        command += ["-k", "cuda"]
     print("$ " + " ".join(command[2:]), flush=True)
     env = {
         **os.environ,
@@ -242,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the check; return the exit status (that of the CUDA tests, 0 without CUDA)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--no-tests", action="store_true", help="skip the CUDA tests")
+    parser.add_argument("--all-tests", action="store_true", help="run the whole suite on the GPU")
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per figure")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per figure")
@@ -250,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{NO_CUDA} (this needs a CUDA GPU and a CUDA build of torch).")
         return 0
     device = torch.device("cuda", torch.cuda.current_device())
-    status = 0 if args.no_tests else run_cuda_tests()
+    status = 0 if args.no_tests else run_cuda_tests(args.all_tests)
     settings = Settings(device, args.warmup, 5 if args.quick else args.repeats)
     sizes = (12, 30, 100) if args.quick else GRID_SIZES
     print(describe(device))
@@ -259,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(solver_table(settings, sizes, BATCHES), end="\n\n", flush=True)
     print(warcraft_table(settings), flush=True)
     if status != 0:
-        print(f"\nthe CUDA tests FAILED (pytest exit status {status})")
+        print(f"\nthe tests FAILED (pytest exit status {status})")
     return status
 
 

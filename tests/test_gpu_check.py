@@ -13,7 +13,7 @@ import torch
 from bench import gpu_check
 
 
-def test_without_cuda_nothing_is_measured(
+def test_without_a_gpu_nothing_is_measured(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
