@@ -10,6 +10,9 @@
 * `ranking`: ranks as the permutahedron's MAP state, `Ranking`.
 * `_instances`: what solvers holding per-instance data share (the broadcasting rule, equality).
 
+``-inf`` scores mark forbidden items, pairs or edges for the solvers that accept them (`TopK`,
+`Assignment`, `SpanningTree`, `Knapsack`); see `TopK` for the estimators they compose with.
+
 Import rule: solvers import ``imle_fn.core``, ``imle_fn._kernels`` and each other; never an
 estimator, ``imle_fn.distributed`` or an app. A new solver goes here as its own module.
 """

@@ -24,9 +24,6 @@ from imle_fn.solvers._instances import ValueSemantics, check_rows, instance_name
 
 __all__ = ["TopK", "topk_log_partition", "topk_map", "topk_marginals", "topk_states"]
 
-SubsetSize = int | torch.Tensor | np.ndarray | Sequence[int]
-"""A k: an int, or integers (a tensor, an array or a sequence) for one k per instance."""
-
 # Enumeration beyond this many states is refused (it would be slow and memory-hungry).
 MAX_STATES = 1_000_000
 
@@ -37,6 +34,10 @@ def _subset_size(k: object, n: int | None = None) -> int:
     if n is not None and k > n:
         raise ValueError(f"k: expected >= 0 and <= n = {n}, got {k}")
     return k
+
+
+SubsetSize = int | torch.Tensor | np.ndarray | Sequence[int]
+"""A k: an int, or integers (a tensor, an array or a sequence) for one k per instance."""
 
 
 def _instance(flat_index: int, batch: tuple[int, ...]) -> str:
@@ -83,6 +84,8 @@ def topk_map(theta: torch.Tensor, k: SubsetSize) -> torch.Tensor:
     """
     theta = _check_scores(theta)
     batch = tuple(theta.shape[:-1])
+    if not is_int(k):
+        k = check_int_array("k", k)  # checked here: `_topk` trusts int64 arrays (TopK's own)
     return _topk(theta, k, lambda i: _instance(i, batch))
 
 
@@ -99,7 +102,7 @@ def _topk(theta: torch.Tensor, k: SubsetSize, name_of: Callable[[int], str]) -> 
         if size == 0:
             return z
         return _enough(z, values[..., size - 1 : size], name_of, lambda i: size)
-    per = check_int_array("k", k)
+    per = k if isinstance(k, np.ndarray) and k.dtype == np.int64 else check_int_array("k", k)
     if per.size and per.max() > n:
         index = tuple(int(j) for j in np.argwhere(per > n)[0])
         raise ValueError(f"k: expected <= n = {n}, got {int(per[index])} at index {index}")
@@ -152,6 +155,10 @@ class TopK(ValueSemantics):
     * **Masks.** ``-inf`` scores mark items that are never chosen; an instance with fewer than
       ``k`` items above ``-inf`` is refused with a ValueError naming it (called directly under
       `torch.func.vmap`, where no data-dependent check can run, its state is NaN instead).
+      ``-inf`` stays ``-inf`` through `imle_fn.imle`, `imle_fn.imle_central`, `imle_fn.dbb` and
+      `imle_fn.ste` (masked items get no I-MLE gradient); `imle_fn.aimle` (its step uses
+      ``||theta||``) and `imle_fn.fenchel_young_loss` (its value multiplies ``theta`` by states)
+      need finite scores: mask with a large negative finite score there.
     * **Per-instance k.** ``k`` may be integers of shape ``[*batch]`` (a tensor, array or
       sequence): instance ``i`` of the ``[N, n]`` batch the solver receives uses
       ``k.flatten()[i % B]``, ``B = k.numel()`` (the rule of `imle_fn.Knapsack`): scores
