@@ -14,7 +14,7 @@ The selection is read back from the last item to the first: item ``j`` is taken 
 So among optimal selections the one returned leaves out the highest-index items it can: read from
 the last item to the first, its indicator is the lexicographically smallest (an item of score 0 is
 never taken; of two interchangeable items, the lower index is taken). Time ``O(n C)``, memory
-``O(n C)`` bits per thread.
+``O(n C)`` bytes per thread.
 
 Threading: one ``prange`` over chunks of the batch, one chunk per thread, each with its own
 tables; `solve` calls the parallel kernel only as `imle_fn._kernels.parallel` allows.
@@ -81,6 +81,8 @@ def solve(theta: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> np.nd
     Args:
         theta: array of shape (N, n), float64, C-contiguous: item scores (finite or ``-inf``).
         weights: array of shape (B, n), int64, entries >= 0; instance ``i`` uses row ``i % B``.
+            (Read-only arrays make Numba compile a second specialisation: pass writable ``theta``
+            and ``capacity`` and, always the same way, ``weights``.)
         capacity: array of shape (N,), int64 >= 0: each instance's capacity, capped by the
             caller at the total weight of its positive-score items (this bounds the tables).
 

@@ -112,7 +112,7 @@ class Knapsack(ValueSemantics):
             raise ValueError(
                 f"theta: Knapsack has weights for {weights.shape[1]} items, the scores have {n}"
             )
-        scores = np.asarray(theta, dtype=np.float64)  # [N, n]
+        scores = np.array(theta, dtype=np.float64)  # [N, n], a writable copy (one Numba signature)
         plus = np.isposinf(scores).any(axis=1)
         if plus.any():
             i = int(plus.argmax())
