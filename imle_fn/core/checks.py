@@ -31,6 +31,7 @@ __all__ = [
     "check_generator",
     "check_grid",
     "check_int",
+    "check_int_array",
     "check_no_nan",
     "check_nonnegative",
     "check_positive",
@@ -91,6 +92,63 @@ def check_int(
         raise ValueError(f"{name}: expected >= {minimum}{bound}, got {result}")
     if maximum is not None and result > maximum:
         raise ValueError(f"{name}: expected <= {maximum}, got {result}")
+    return result
+
+
+def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int = 0) -> np.ndarray:
+    """``value`` (an int, a sequence, a NumPy array or a tensor of integers) as a read-only int64 array.
+
+    Floating values are accepted when they are whole numbers (``2.0``); a fractional, non-finite or
+    too small entry is refused with its index.
+
+    Returns:
+        A C-contiguous, read-only ``int64`` NumPy copy with the input's shape (on the CPU).
+
+    Raises:
+        TypeError: not an int, a sequence, an array or a tensor of a real dtype (bools are refused).
+        ValueError: fewer than ``min_ndim`` dims, or an entry that is not a whole number
+            ``>= minimum`` (its index is named).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name}: expected integers, got a tensor of dtype {value.dtype}")
+        value = value.detach().to("cpu")
+        array = (value.double() if value.is_floating_point() else value).numpy()
+    elif isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name}: expected integers, got {type(value).__name__} {value!r}")
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{name}: expected integers, got {type(value).__name__} ({err})"
+            ) from None
+        if array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{name}: expected integers, got {type(value).__name__} of dtype {array.dtype}"
+            )
+    if array.ndim < min_ndim:
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dims, got shape {tuple(array.shape)}"
+        )
+    if array.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name}: expected whole numbers, got {array[index].item()!r} at index {index}"
+            )
+    if array.size and (np.abs(array.astype(np.float64)) >= 2.0**63).any():
+        raise ValueError(f"{name}: expected integers that fit in int64")
+    low = array < minimum
+    if low.any():
+        index = tuple(int(i) for i in np.argwhere(low)[0])
+        raise ValueError(
+            f"{name}: expected integers >= {minimum}, got {array[index].item()!r} at index {index}"
+        )
+    result = np.array(array, dtype=np.int64, order="C")  # a copy the caller cannot reach
+    result.flags.writeable = False
     return result
 
 
