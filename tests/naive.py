@@ -9,6 +9,7 @@ API. Keep every oracle's behaviour fixed: tests and benchmark figures depend on 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ __all__ = [
     "heapq_dijkstra_lean",
     "heapq_dijkstra_lean_batch",
     "naive_dbb_in_costs",
+    "naive_ksubset_kl_uniform",
     "naive_learning",
     "naive_reference",
     "naive_sum_of_gamma",
@@ -107,6 +109,20 @@ def naive_dbb_in_costs(
 
 
 # --------------------------------------------------------------------------------- top-k
+def naive_ksubset_kl_uniform(eta: torch.Tensor, k: int) -> torch.Tensor:
+    """``KL(q || uniform)`` of the k-subset family ``q(z) ∝ exp(<eta, z>)`` by listing every subset.
+
+    ``eta: [*batch, n]`` -> ``[*batch]``: ``sum_z q(z) (log q(z) - log(1 / C(n, k)))`` written out
+    with one explicit ``log q(z) = <eta, z> - logsumexp_z' <eta, z'>`` per subset (differentiable).
+    """
+    n = eta.shape[-1]
+    scores = torch.stack(
+        [eta[..., list(s)].sum(-1) for s in itertools.combinations(range(n), k)], dim=-1
+    )  # [*batch, C(n, k)]
+    log_q = scores - torch.logsumexp(scores, dim=-1, keepdim=True)
+    return (log_q.exp() * (log_q + math.log(math.comb(n, k)))).sum(-1)
+
+
 def naive_topk(theta: list[float], k: int) -> list[float]:
     """The 0/1 indicator of the ``k`` largest entries of ``theta`` by sorting (ties: lower index).
 
