@@ -132,6 +132,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 def _curves(records: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for method in dict.fromkeys(r["method"] for r in records):
@@ -148,6 +149,7 @@ def _curves(records: list[dict[str, Any]], path: Path) -> None:
     axes[0].set(xlabel="epoch", ylabel="test negative ELBO (nats / image)", title="test NELBO")
     axes[1].set(xlabel="epoch", ylabel="training loss (nats / image)", title="training loss")
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
