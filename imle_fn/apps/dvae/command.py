@@ -63,8 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--data-seed", type=_index, default=0, help="seed of the split (and sampling)"
     )
-    data.add_argument("--train-limit", type=_count, default=None, help="use at most N train images")
-    data.add_argument("--test-limit", type=_count, default=None, help="use at most N test images")
+    data.add_argument(
+        "--train-limit",
+        type=_count,
+        default=None,
+        help="use at most N train images (%(default)s: all)",
+    )
+    data.add_argument(
+        "--test-limit",
+        type=_count,
+        default=None,
+        help="use at most N test images (%(default)s: all)",
+    )
     model = parser.add_argument_group("model and training")
     model.add_argument("--blocks", type=_count, default=20, help="latent blocks m")
     model.add_argument("--items", type=_count, default=20, help="items per block n")
@@ -98,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runs.add_argument("--out", type=Path, default=Path("out/dvae"), help="output folder")
     runs.add_argument("--show", type=_count, default=10, help="test images in reconstructions.png")
     runs.add_argument(
-        "--threads", type=_count, default=None, help="torch threads (default: torch's)"
+        "--threads", type=_count, default=None, help="torch threads (%(default)s: torch's own)"
     )
     runs.add_argument(
         "--resume", action="store_true", help="skip runs already finished in OUT with this set-up"

@@ -31,6 +31,7 @@ more entry of `METHODS` once ``imle_fn.simple`` is on main (issue 13): a `Latent
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -144,7 +145,7 @@ def relaxed_topk(scores: torch.Tensor, k: int, temperature: float) -> torch.Tens
     return khot
 
 
-class LatentMethod:
+class LatentMethod(abc.ABC):
     """A way to sample training codes from scores, with the gradient path it provides.
 
     Args:
@@ -172,11 +173,11 @@ class LatentMethod:
                 num_terms=self.settings.noise_terms, generator=generator,
             )  # fmt: skip
 
+    @abc.abstractmethod
     def sample(self, theta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B, m, n]`` scores -> ``[S, B, m, n]`` training codes with the method's gradient."""
-        raise NotImplementedError
 
-    def after_backward(self) -> None:
+    def after_backward(self) -> None:  # noqa: B027 (a hook: most methods keep no state)
         """Update any estimator state from the last backward (AIMLE's beta)."""
 
     def diagnostics(self) -> dict[str, float]:
