@@ -36,6 +36,7 @@ __all__ = [
     "naive_assignment_value",
     "naive_dbb_in_costs",
     "naive_knapsack",
+    "naive_ksubset_kl_uniform",
     "naive_learning",
     "naive_ranking",
     "naive_reference",
@@ -112,6 +113,20 @@ def naive_dbb_in_costs(
 
 
 # --------------------------------------------------------------------------------- top-k
+def naive_ksubset_kl_uniform(eta: torch.Tensor, k: int) -> torch.Tensor:
+    """``KL(q || uniform)`` of the k-subset family ``q(z) ∝ exp(<eta, z>)`` by listing every subset.
+
+    ``eta: [*batch, n]`` -> ``[*batch]``: ``sum_z q(z) (log q(z) - log(1 / C(n, k)))`` written out
+    with one explicit ``log q(z) = <eta, z> - logsumexp_z' <eta, z'>`` per subset (differentiable).
+    """
+    n = eta.shape[-1]
+    scores = torch.stack(
+        [eta[..., list(s)].sum(-1) for s in itertools.combinations(range(n), k)], dim=-1
+    )  # [*batch, C(n, k)]
+    log_q = scores - torch.logsumexp(scores, dim=-1, keepdim=True)
+    return (log_q.exp() * (log_q + math.log(math.comb(n, k)))).sum(-1)
+
+
 def naive_topk(theta: list[float], k: int) -> list[float]:
     """The 0/1 indicator of the ``k`` largest entries of ``theta`` by sorting (ties: lower index).
 
