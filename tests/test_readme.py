@@ -34,3 +34,11 @@ def test_readme_examples_run() -> None:
     t = theta.detach().clone().requires_grad_()
     namespace["step"](t).backward()
     assert torch.allclose(t.grad, per_example)
+
+
+def test_every_later_block_runs_on_its_own() -> None:
+    """Blocks after the first two (the quick start and its torch.func sequel) stand alone."""
+    blocks = _python_blocks()[2:]
+    assert any("imle_fn.Knapsack" in block for block in blocks)  # the ready-made solvers' block
+    for i, block in enumerate(blocks, start=3):
+        exec(compile(block, f"README-example-{i}", "exec"), {})

@@ -6,6 +6,10 @@ error (exit status 2) before the command starts, and ``--help`` shows every defa
 
 * ``imle-fn demo``: the reference example end to end (`imle_fn.apps.demo.command`).
 * ``imle-fn bench warcraft``: the Warcraft-style shortest-path benchmark (`imle_fn.apps.warcraft.command`).
+* ``imle-fn bench dvae``: the discrete VAE on k-subset latents (`imle_fn.apps.dvae.command`).
+
+A module may also expose ``validate(args) -> str | None`` for checks across options: a message
+becomes an argparse error (exit status 2) before ``run`` starts.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ _COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "imle_fn.apps.warcraft.command",
         "Warcraft-style shortest-path benchmark",
     ),
+    (
+        ("bench", "dvae"),
+        "imle_fn.apps.dvae.command",
+        "discrete VAE on k-subset latents (scikit-learn digits), estimators side by side",
+    ),
 )
 
 
@@ -53,11 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module = importlib.import_module(module_name)
         module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.run, _validate=getattr(module, "validate", None), _parser=cmd)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``imle-fn`` console script."""
     args = build_parser().parse_args(argv)
+    if args._validate is not None:
+        problem = args._validate(args)
+        if problem is not None:
+            args._parser.error(problem)  # exits with status 2
     return int(args._run(args))
