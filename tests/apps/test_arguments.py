@@ -12,6 +12,7 @@ from imle_fn.apps.arguments import (
     MAX_SEED,
     HelpFormatter,
     int_at_least,
+    nonnegative_float,
     positive_float,
     positive_int,
     seed,
@@ -24,28 +25,39 @@ def test_ints() -> None:
     assert int_at_least(2)("2") == 2 and int_at_least(0, 3)("3") == 3
     assert seed("0") == 0 and seed(str(MAX_SEED)) == MAX_SEED
     for convert, text, message in [
-        (positive_int, "0", "expected an int >= 1, got '0'"),
-        (positive_int, "-3", "expected an int >= 1, got '-3'"),
-        (positive_int, "2.5", "expected an int, got '2.5'"),
-        (positive_int, "", "expected an int, got ''"),
-        (int_at_least(2), "1", "expected an int >= 2, got '1'"),
-        (int_at_least(0, 3), "4", "expected an int in 0..3, got '4'"),
-        (seed, "-1", f"expected an int in 0..{MAX_SEED}, got '-1'"),
-        (seed, str(MAX_SEED + 1), f"expected an int in 0..{MAX_SEED}"),
+        (positive_int, "0", "expected >= 1, got 0"),
+        (positive_int, "-3", "expected >= 1, got -3"),
+        (int_at_least(2), "1", "expected >= 2, got 1"),
+        (int_at_least(0, 3), "4", "expected <= 3, got 4"),
+        (seed, "-1", f"expected >= 0 and <= {MAX_SEED}, got -1"),
+        (seed, str(MAX_SEED + 1), f"expected <= {MAX_SEED}, got {MAX_SEED + 1}"),
     ]:
-        with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}$"):
             convert(text)
+    for text in ("2.5", "", "ten"):
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            positive_int(text)  # argparse reports it as "invalid int value: '2.5'"
+    assert positive_int.__name__ == "int"
 
 
-def test_positive_float() -> None:
+def test_floats() -> None:
     assert positive_float("5e-4") == 5e-4 and positive_float("50") == 50.0
-    for text in ("0", "-1", "-0.0", "nan", "inf", "-inf"):
-        with pytest.raises(
-            argparse.ArgumentTypeError, match=f"expected a finite number > 0, got '{text}'"
-        ):
-            positive_float(text)
-    with pytest.raises(argparse.ArgumentTypeError, match="expected a number, got 'fast'"):
-        positive_float("fast")
+    assert nonnegative_float("0") == 0.0 and nonnegative_float("1e-3") == 1e-3
+    for convert, text, message in [
+        (positive_float, "0", "expected > 0, got 0.0"),
+        (positive_float, "-0.0", "expected > 0, got -0.0"),
+        (positive_float, "-1", "expected > 0, got -1.0"),
+        (nonnegative_float, "-1", "expected >= 0, got -1.0"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}$"):
+            convert(text)
+    for convert in (positive_float, nonnegative_float):
+        for text in ("nan", "inf", "-inf"):
+            with pytest.raises(argparse.ArgumentTypeError, match="expected a finite number"):
+                convert(text)
+        with pytest.raises(ValueError, match="could not convert"):
+            convert("fast")
+        assert convert.__name__ == "float"
 
 
 def test_writable_dir_accepts_existing_and_creatable_folders(tmp_path: Path) -> None:
@@ -89,7 +101,9 @@ def test_help_formatter_shows_defaults_unless_the_help_says_them() -> None:
     parser.add_argument("--grid", type=positive_int, default=12, help="cells per side")
     parser.add_argument("--cache", default=None, help="map cache (default: OUT/data)")
     parser.add_argument("--quiet", action="store_true", help="say nothing")
+    parser.add_argument("--methods", nargs="+", default=["imle", "ste"], help="methods")
     text = " ".join(parser.format_help().split())
+    assert "methods (default: imle ste)" in text
     assert "cells per side (default: 12)" in text
     assert "(default: OUT/data)" in text and "(default: None)" not in text
     assert "say nothing" in text and "(default: False)" not in text

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=METHODS,
         default=["imle"],
-        help="method(s) to run in turn (default: imle)",
+        help="method(s) to run in turn",
     )
     parser.add_argument(
         "--out", type=writable_dir, default=Path("out/warcraft"), help="output folder"
