@@ -18,11 +18,10 @@ import argparse
 import importlib.util
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imle_fn.core.checks import check_int, check_nonnegative, check_positive
+from imle_fn.apps.arguments import MAX_SEED
 
 __all__ = ["add_arguments", "run", "validate"]
 
@@ -30,85 +29,83 @@ __all__ = ["add_arguments", "run", "validate"]
 _NEEDS = {"digits": ("sklearn",), "sample-patches": ("sklearn", "PIL")}
 
 
-def _typed(check: Callable[[str, Any], Any], convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse ``type``: convert the text, then run one of imle_fn's argument checks on it."""
-
-    def parse(text: str) -> Any:
-        value = convert(text)  # a ValueError here becomes argparse's "invalid int value: ..."
-        try:
-            check("value", value)
-        except (TypeError, ValueError) as error:
-            raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
-        return value
-
-    parse.__name__ = convert.__name__  # argparse names the type in its messages
-    return parse
-
-
-_count = _typed(lambda n, v: check_int(n, v, minimum=1), int)
-_index = _typed(lambda n, v: check_int(n, v, minimum=0), int)
-_positive = _typed(check_positive, float)
-_nonnegative = _typed(check_nonnegative, float)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Attach the command's options (defaults: the papers' DVAE set-up on the digits)."""
+    from imle_fn.apps.arguments import (
+        int_at_least,
+        nonnegative_float,
+        positive_float,
+        positive_int,
+        seed,
+        writable_dir,
+    )
     from imle_fn.apps.dvae.data import BINARIZE, DATASETS
     from imle_fn.apps.dvae.methods import METHODS
 
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=tuple(DATASETS), default="digits", help="data set")
     data.add_argument("--binarize", choices=BINARIZE, default="threshold", help="binarisation")
-    data.add_argument(
-        "--data-seed", type=_index, default=0, help="seed of the split (and sampling)"
-    )
+    data.add_argument("--data-seed", type=seed, default=0, help="seed of the split (and sampling)")
     data.add_argument(
         "--train-limit",
-        type=_count,
+        type=positive_int,
         default=None,
-        help="use at most N train images (%(default)s: all)",
+        help="use at most N train images (default: all)",
     )
     data.add_argument(
         "--test-limit",
-        type=_count,
+        type=positive_int,
         default=None,
-        help="use at most N test images (%(default)s: all)",
+        help="use at most N test images (default: all)",
     )
     model = parser.add_argument_group("model and training")
-    model.add_argument("--blocks", type=_count, default=20, help="latent blocks m")
-    model.add_argument("--items", type=_count, default=20, help="items per block n")
-    model.add_argument("--k", type=_count, default=10, help="subset size k (<= items)")
-    model.add_argument("--epochs", type=_count, default=100, help="epochs")
-    model.add_argument("--batch-size", type=_count, default=100, help="batch size")
-    model.add_argument("--lr", type=_positive, default=1e-3, help="Adam learning rate")
-    model.add_argument("--samples", type=_count, default=1, help="codes per image in training")
-    model.add_argument("--eval-samples", type=_count, default=1, help="codes per test image")
+    model.add_argument("--blocks", type=positive_int, default=20, help="latent blocks m")
+    model.add_argument("--items", type=positive_int, default=20, help="items per block n")
+    model.add_argument("--k", type=positive_int, default=10, help="subset size k (<= items)")
+    model.add_argument("--epochs", type=positive_int, default=100, help="epochs")
+    model.add_argument("--batch-size", type=positive_int, default=100, help="batch size")
+    model.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    model.add_argument(
+        "--samples", type=positive_int, default=1, help="codes per image in training"
+    )
+    model.add_argument("--eval-samples", type=positive_int, default=1, help="codes per test image")
     methods = parser.add_argument_group("methods")
     methods.add_argument(
         "--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="methods to run"
     )
     methods.add_argument(
-        "--temperature", type=_positive, default=10.0, help="noise temperature tau"
+        "--temperature", type=positive_float, default=10.0, help="noise temperature tau"
     )
-    methods.add_argument("--noise-terms", type=_count, default=10, help="Sum-of-Gamma terms")
-    methods.add_argument("--lam", type=_positive, default=10.0, help="lambda of imle, imle_central")
-    methods.add_argument("--aimle-beta", type=_nonnegative, default=1.0, help="AIMLE initial beta")
+    methods.add_argument("--noise-terms", type=positive_int, default=10, help="Sum-of-Gamma terms")
     methods.add_argument(
-        "--aimle-target", type=_nonnegative, default=10.0,
+        "--lam", type=positive_float, default=10.0, help="lambda of imle, imle_central"
+    )
+    methods.add_argument(
+        "--aimle-beta", type=nonnegative_float, default=1.0, help="AIMLE initial beta"
+    )
+    methods.add_argument(
+        "--aimle-target", type=nonnegative_float, default=10.0,
         help="AIMLE target non-zero gradient entries per (block, sample)",
     )  # fmt: skip
-    methods.add_argument("--aimle-step", type=_nonnegative, default=1e-3, help="AIMLE beta step")
     methods.add_argument(
-        "--relax-temperature", type=_positive, default=0.5, help="relaxed_topk temperature t"
+        "--aimle-step", type=nonnegative_float, default=1e-3, help="AIMLE beta step"
+    )
+    methods.add_argument(
+        "--relax-temperature", type=positive_float, default=0.5, help="relaxed_topk temperature t"
     )
     runs = parser.add_argument_group("runs and output")
-    runs.add_argument("--seeds", type=_count, default=3, help="seeds per method")
-    runs.add_argument("--first-seed", type=_index, default=0, help="seeds are FIRST .. FIRST+N-1")
-    runs.add_argument("--out", type=Path, default=Path("out/dvae"), help="output folder")
-    runs.add_argument("--show", type=_count, default=10, help="test images in reconstructions.png")
+    runs.add_argument("--seeds", type=positive_int, default=3, help="seeds per method")
+    runs.add_argument("--first-seed", type=seed, default=0, help="seeds are FIRST .. FIRST+N-1")
+    runs.add_argument("--out", type=writable_dir, default=Path("out/dvae"), help="output folder")
     runs.add_argument(
-        "--threads", type=_count, default=None, help="torch threads (%(default)s: torch's own)"
+        "--show", type=positive_int, default=10, help="test images in reconstructions.png"
+    )
+    cpus = os.cpu_count() or 1
+    runs.add_argument(
+        "--threads",
+        type=int_at_least(1, cpus),
+        default=None,
+        help=f"torch threads, at most this machine's {cpus} CPUs (default: torch's own)",
     )
     runs.add_argument(
         "--resume", action="store_true", help="skip runs already finished in OUT with this set-up"
@@ -120,6 +117,10 @@ def validate(args: argparse.Namespace) -> str | None:
     """The first problem with the options that no single option's check sees, or None."""
     if args.k > args.items:
         return f"argument --k: expected <= --items = {args.items}, got {args.k}"
+    if args.first_seed + args.seeds - 1 > MAX_SEED:
+        return (
+            f"argument --seeds: the last seed, --first-seed + {args.seeds} - 1, exceeds {MAX_SEED}"
+        )
     needed = (*_NEEDS.get(args.dataset, ()), "matplotlib", "tqdm")
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
