@@ -219,6 +219,21 @@ def test_quoted_figures_are_in_their_source() -> None:
     assert quoted > 0
 
 
+def test_cited_tests_exist() -> None:
+    """``tests/...py::test_name`` (and a following ``::test_name``) on a page names a real test."""
+    cited = 0
+    for page in site_pages():
+        current: Path | None = None
+        for path, name in re.findall(
+            r"`(tests/[\w/]+\.py)?::(test_\w+)`", (ROOT / page).read_text()
+        ):
+            current = ROOT / path if path else current
+            assert current is not None, f"{page}: '::{name}' follows no test file"
+            assert f"def {name}(" in current.read_text(), f"{page}: {current.name}::{name} is gone"
+            cited += 1
+    assert cited > 0
+
+
 # --- the built site --------------------------------------------------------------------------
 
 
