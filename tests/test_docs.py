@@ -198,7 +198,7 @@ def test_home_page_example_is_the_readmes() -> None:
 
 
 def test_quoted_figures_are_in_their_source() -> None:
-    """Tables after ``<!-- from PATH -->`` quote only decimal figures that the file PATH holds."""
+    """Tables after ``<!-- from PATH -->`` quote only figures that the file PATH holds."""
     quoted = 0
     for page in site_pages():
         lines = (ROOT / page).read_text().splitlines()
@@ -212,7 +212,7 @@ def test_quoted_figures_are_in_their_source() -> None:
                 j += 1
             assert lines[j].startswith("|"), f"{page}:{i + 1}: the marker must precede a table"
             while j < len(lines) and lines[j].startswith("|"):
-                for number in re.findall(r"\d+\.\d+", lines[j]):
+                for number in re.findall(r"\d+(?:\.\d+)?", lines[j]):
                     assert number in source, f"{page}:{j + 1}: {number} is not in {marker[1]}"
                     quoted += 1
                 j += 1
