@@ -21,7 +21,7 @@ import torch
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Saved, estimate, reduce_to_theta
+from imle_fn.core.wiring import Saved, estimate, reduce_to_theta, scale_scores
 from imle_fn.estimators.implicit_mle import IMLE
 
 __all__ = ["CentralIMLE", "imle_central", "imle_central_vjp", "target_difference"]
@@ -59,7 +59,7 @@ def target_difference(
     Returns:
         ``[*sample, *theta.shape]`` differences.
     """
-    base = alpha * theta.detach()
+    base = scale_scores(theta.detach(), alpha)  # infinite scores (masks, walls) stay put
     if not central:
         if z is None:
             raise ValueError("z: the one-sided difference needs the forward's states, got None")

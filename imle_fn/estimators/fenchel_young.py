@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from imle_fn.core.checks import check_nonnegative
-from imle_fn.core.contract import SolverLike
+from imle_fn.core.checks import check_estimator_inputs, check_nonnegative, check_target_states
+from imle_fn.core.contract import SolverLike, resolve_solver
 from imle_fn.core.solving import map_solve, solver_key
+from imle_fn.core.wiring import event_sum, first_order_input, num_sample_dims
 
 __all__ = ["fenchel_young_loss"]
 
@@ -66,13 +67,21 @@ def fenchel_young_loss(
         Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
     sigma = check_nonnegative("sigma", sigma)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
-    _, event_ndim = solver_key(solver, event_ndim)
-    ns = 0 if noise is None else max(noise.ndim - theta.ndim, 0)
-    if noise is not None and noise.requires_grad:
-        raise ValueError("noise: must not require grad (noise is data)")
-    shifted = theta if noise is None else theta + sigma * noise  # [*sample, *theta.shape]
-    z = map_solve(shifted, solver, event_ndim=event_ndim)
-    per_sample = (shifted * (z - y)).sum(dim=tuple(range(-event_ndim, 0)))  # [*sample, *batch]
-    return per_sample.mean(dim=tuple(range(ns))) if ns else per_sample
+    check_estimator_inputs(theta, noise)
+    y = check_target_states(y, theta)
+    if noise is not None and noise.device != theta.device:
+        raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
+    if torch.compiler.is_compiling():
+        _, ndim = solver_key(solver, event_ndim)
+    else:
+        ndim = resolve_solver(solver, event_ndim).event_ndim
+    ns = num_sample_dims(theta, noise)
+    scores = first_order_input(theta, "fenchel_young_loss")  # its Hessian is not the loss's
+    shifted = scores if noise is None else scores + sigma * noise  # [*sample, *theta.shape]
+    z = map_solve(shifted, solver, event_ndim=ndim)
+    diff = z - y
+    # Entries where z = y add nothing, also where the score is -inf (a masked item): never -inf * 0.
+    terms = torch.where(diff != 0, shifted, torch.zeros((), dtype=shifted.dtype)) * diff
+    per_sample = event_sum(terms, ndim)  # [*sample, *batch]
+    loss = per_sample.mean(dim=tuple(range(ns))) if ns else per_sample
+    return loss.to(theta.dtype)

@@ -25,7 +25,14 @@ import torch
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
+from imle_fn.core.wiring import (
+    Estimator,
+    PerturbAndMAP,
+    Saved,
+    estimate,
+    reduce_to_theta,
+    scale_scores,
+)
 
 __all__ = ["IMLE", "imle", "imle_vjp"]
 
@@ -67,7 +74,7 @@ def imle_vjp(
         Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     # Few, fused element-wise ops: each one wakes torch's thread pool next to the solver's.
-    scaled = theta.detach() if alpha == 1.0 else alpha * theta.detach()
+    scaled = scale_scores(theta.detach(), alpha)  # infinite scores (masks, walls) stay put
     target = torch.add(scaled, dz, alpha=-lam)  # [*sample, *theta.shape]
     z_target = solve(perturb(target, noise, target_temperature))
     grad = reduce_to_theta(z - z_target, theta, noise)  # [*theta.shape]: reduce, then scale

@@ -24,7 +24,7 @@ import torch
 
 from imle_fn.core.checks import check_positive
 from imle_fn.core.contract import SolverLike
-from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, num_sample_dims
+from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, event_sum, num_sample_dims
 
 __all__ = ["Perturbed", "noise_score", "perturbed", "perturbed_vjp"]
 
@@ -65,10 +65,9 @@ def perturbed_vjp(
         Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
         Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
-    event = tuple(range(-event_ndim, 0))
-    inner = (z * dout).sum(dim=event, keepdim=True)  # [S, *batch, 1..]
+    inner = event_sum(z * dout, event_ndim, keepdim=True)  # [S, *batch, 1..]
     if z_base is not None:
-        inner = inner - (z_base * dout).sum(dim=event, keepdim=True)
+        inner = inner - event_sum(z_base * dout, event_ndim, keepdim=True)
     grad = (inner * noise_score(noise, gumbel)).mean(dim=0) / sigma  # [*theta.shape]
     return grad.sum_to_size(theta.shape).to(theta.dtype)
 
