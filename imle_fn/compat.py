@@ -10,11 +10,14 @@ index fastest) and the result is ``[B * S, ...]``; the gradient is the mean over
 ``noise_distribution`` is None; noise is drawn with ``noise_distribution.sample([B, S, ...])``.
 
 Unlike the reference, results and noise stay on the input's device, non-contiguous input works,
-``torch.func.grad``/``vmap``/``torch.compile`` work (vmap over an extra leading dim too, even when the
-solver is NumPy code inside a torch function; with a noise distribution use
-``vmap(..., randomness="same")``, since drawing noise is a random op), and the global RNG is only
-used when no generator is given. Only `TargetDistribution` (alpha, beta) targets are supported;
-a custom `BaseTargetDistribution` subclass raises TypeError.
+``torch.func.grad``/``vjp``/``jacrev``/``vmap`` and ``torch.compile`` work, with and without a noise
+distribution (vmap over an extra leading dim too, even when the solver is NumPy code inside a torch
+function; with a noise distribution use ``vmap(..., randomness="same")``, since drawing noise is a
+random op; under ``torch.compile`` the Sum-of-Gamma draw is a graph break, so ``fullgraph=True``
+needs the noise drawn outside and `imle_fn.imle`), the global RNG is only used when no generator is
+given, and arguments are checked when the layer is built, under the reference's names. Only
+`TargetDistribution` (alpha, beta) targets are supported; a custom `BaseTargetDistribution`
+subclass raises TypeError.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ and output (shape, finite values) and never lets the solver write into ``theta``
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -23,7 +25,7 @@ _NUMPY_SAFE = {torch.float32, torch.float64}
 def _solver_name(solver: Solver) -> str:
     """How errors name a solver: the user's function for an `as_solver` wrapper, else its type."""
     target = solver.fn if isinstance(solver, FunctionSolver) else solver
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    name = getattr(target, "__name__", None)
     return str(name) if name else type(target).__name__
 
 
@@ -89,9 +91,9 @@ def call_solver(
     check_has_data(context, theta)
     lead = tuple(theta.shape[: theta.ndim - event_ndim])
     event = theta.shape[theta.ndim - event_ndim :]
-    flat = theta.detach().reshape(-1, *event)  # [N, *event]
-    if flat.shape[0] == 0:
+    if math.prod(lead) == 0:
         return theta.new_zeros(theta.shape)
+    flat = theta.detach().reshape(math.prod(lead), *event)  # [N, *event]
     name = _solver_name(solver)
     # NumPy solvers are checked on the host copy (one single-threaded pass, no torch thread-pool
     # wake-ups between the solver's parallel regions); torch solvers on their own device.

@@ -370,7 +370,7 @@ def check_no_nan_split(
     lead = tuple(value.shape[: value.ndim - event_ndim])
     if math.prod(lead) == 0:
         return
-    flat = value.detach().reshape(-1, *value.shape[value.ndim - event_ndim :])
+    flat = value.detach().reshape(math.prod(lead), *value.shape[value.ndim - event_ndim :])
     bad = first_bad_instance(torch.isnan(flat))
     if bad is None:
         return

@@ -27,7 +27,7 @@ from imle_fn.core.contract import (
 )
 from imle_fn.core.handles import SolverRef, pin, solver_from_handle, solver_ref
 
-__all__ = ["Solve", "map_solve", "solver_key"]
+__all__ = ["Solve", "map_solve", "refuse_grad_transforms", "solver_key"]
 
 
 @torch.library.custom_op("imle_fn::map_solve", mutates_args=())
@@ -152,6 +152,28 @@ def solver_key(
         )
     resolved = resolve_solver(solver, event_ndim, backend)
     return pin(solver_ref(resolved)).handle, resolved.event_ndim
+
+
+@assume_constant_result
+def refuse_grad_transforms(name: str) -> bool:
+    """Under `torch.compile`: NotImplementedError if a ``torch.func`` grad or jvp transform is
+    active inside the compiled function (a documented limit); True otherwise. Runs at trace time.
+
+    Raises:
+        NotImplementedError: ``torch.func.grad``/``vjp``/``jacrev``/``jvp`` applied inside the
+            compiled function.
+    """
+    from torch._functorch import pyfunctorch
+
+    kinds = {pyfunctorch.TransformType.Grad, pyfunctorch.TransformType.Jvp}
+    if any(i.key() in kinds for i in pyfunctorch.retrieve_all_functorch_interpreters()):
+        raise NotImplementedError(
+            f"{name}: torch.func.grad / vjp / jacrev / jvp inside a torch.compile'd function are"
+            " not supported (a PyTorch limit of custom ops with a registered autograd formula);"
+            " inside the compiled function use .backward() or torch.autograd.grad, or apply the"
+            " torch.func transform outside it: torch.func.grad(torch.compile(f)) is fine"
+        )
+    return True
 
 
 def map_solve(

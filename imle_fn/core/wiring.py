@@ -33,7 +33,7 @@ import torch
 from imle_fn.core.checks import NaNError, check_estimator_inputs, check_no_nan_split
 from imle_fn.core.contract import Backend, SolverLike, resolve_solver
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.solving import Solve, _is_plain, solver_key
+from imle_fn.core.solving import Solve, _is_plain, refuse_grad_transforms, solver_key
 
 __all__ = [
     "Estimator",
@@ -171,6 +171,10 @@ class _FirstOrderInput(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         return first_order_only(grad, ctx.name, x), None
 
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, _name: Any) -> torch.Tensor:
+        return x_tangent  # first-order forward mode is the identity's
+
 
 def first_order_input(x: torch.Tensor, name: str) -> torch.Tensor:
     """``x`` unchanged, marked so that the gradient reaching it through plain autograd (e.g. the
@@ -226,6 +230,11 @@ class Estimator(ABC):
         """Where a vmapped dim lands in ``(out, residual)`` when the op is batched."""
         return num_sample_dims, None
 
+    def pools_over_batch(self) -> bool:
+        """True if the VJP mixes instances of the batch (pooled statistics): then a vmapped
+        compiled call runs one op per slice, so that slices never pool with each other."""
+        return False
+
     def params(self) -> list[float]:
         """The fields as floats, in declaration order (how a custom op carries them)."""
         return [float(getattr(self, f.name)) for f in dataclasses.fields(self)]
@@ -272,6 +281,12 @@ class PerturbAndMAP:
         return z, z.new_empty(0)
 
 
+_FORWARD_MODE = (
+    "{name}: forward-mode AD (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) is not"
+    " supported: the estimator defines a vector-Jacobian product only, and its forward is"
+    " piecewise constant. Use reverse mode: .backward(), torch.func.grad, vjp or jacrev"
+)
+
 _LEGACY_VMAP = (
     "{name}: PyTorch's legacy batched gradients (torch.autograd.grad(..., is_grads_batched=True),"
     " torch.autograd.functional.jacobian/hessian(vectorize=True)) are not supported; use"
@@ -286,9 +301,9 @@ def _finish(
     """The estimator's gradient as the wiring returns it: theta's dtype, exactly zero on infinite
     scores (a masked item or a wall is constant, whatever its score: removing it changes nothing),
     and refusing to be differentiated again."""
-    theta = theta.detach()
-    dtheta = torch.where(torch.isfinite(theta), dtheta, torch.zeros((), dtype=dtheta.dtype))
-    return first_order_only(dtheta.to(theta.dtype), estimator.name, theta, dout)
+    finite = torch.isfinite(theta.detach())
+    dtheta = torch.where(finite, dtheta, torch.zeros((), dtype=dtheta.dtype)).to(theta.dtype)
+    return first_order_only(dtheta, estimator.name, theta, dout)  # theta, not detached: the anchor
 
 
 def _backward(
@@ -350,6 +365,10 @@ class _Estimate(torch.autograd.Function):
         saved = Saved(theta, noise, out, residual, ctx.solve, state)
         dtheta, dstate = _backward(ctx.estimator, dout, saved)
         return dtheta, None, None, None, dstate
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(_FORWARD_MODE.format(name=ctx.estimator.name))
 
 
 def _vjp(
@@ -433,6 +452,10 @@ def _estimate_vmap(
             " pass one state shared by all slices, or run eagerly"
         )
     size = info.batch_size
+    if _REGISTRY[name].from_params(params).pools_over_batch():
+        return _estimate_by_slice(
+            size, in_dims, theta, noise, name, params, handle, event_ndim, state
+        )
     # Logical (per-slice) shapes decide the sample dims, exactly as in the unbatched call.
     theta_l = theta.ndim - (theta_dim is not None)
     theta = (
@@ -452,6 +475,33 @@ def _estimate_vmap(
         theta, noise, name, params, handle, event_ndim, state
     )
     return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
+
+
+def _estimate_by_slice(
+    size: int,
+    in_dims: tuple[Any, ...],
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    name: str,
+    params: list[float],
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int, int]]:
+    """The vmap rule for estimators that pool over their batch: one op call per slice, stacked."""
+    theta_dim, noise_dim = in_dims[0], in_dims[1]
+    outs, residuals = [], []
+    for v in range(size):
+        theta_v = theta.select(theta_dim, v) if theta_dim is not None else theta
+        noise_v = (
+            noise.select(noise_dim, v) if noise is not None and noise_dim is not None else noise
+        )
+        out, residual = torch.ops.imle_fn.estimate(
+            theta_v, noise_v, name, params, handle, event_ndim, state
+        )
+        outs.append(out)
+        residuals.append(residual)
+    return (torch.stack(outs), torch.stack(residuals)), (0, 0)
 
 
 def _blame_forward(
@@ -493,7 +543,7 @@ def estimate(
     check_estimator_inputs(theta, noise)
     if noise is not None and noise.device != theta.device:
         raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and refuse_grad_transforms(estimator.name):
         handle, event_ndim = solver_key(solver, event_ndim, backend)
         out, _ = torch.ops.imle_fn.estimate(
             theta, noise, estimator.name, estimator.params(), handle, event_ndim, state

@@ -255,6 +255,9 @@ class AIMLE(PerturbAndMAP, Estimator):
     def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
         return self._vjp(dout, saved, self.beta)[0]
 
+    def pools_over_batch(self) -> bool:
+        return self.pooled
+
     def vjp_with_state(self, dout: torch.Tensor, saved: Saved) -> tuple[torch.Tensor, torch.Tensor]:
         assert saved.state is not None  # the wiring calls this only with a state
         beta = saved.state[0].detach().to(dout.dtype)

@@ -35,7 +35,8 @@ def fenchel_young_loss(
 
     Args:
         theta: ``[*batch, *event]`` scores (maximised).
-        y: ``[*batch, *event]`` (or broadcastable) target states, e.g. 0/1 ground-truth solutions.
+        y: ``[*batch, *event]`` (or broadcastable) target states, e.g. 0/1 ground-truth solutions;
+            0 on masked items (``-inf`` scores), where a target is infeasible (infinite loss).
         noise: ``[S, *batch, *event]`` (or ``[*batch, *event]``, one sample) noise of any law, or None
             (then the loss is ``<theta, MAP(theta) - y>``, gradient ``MAP(theta) - y``).
         solver: any `imle_fn.Solver`.

@@ -6,9 +6,16 @@ Conventions (stated once here, pinned by tests/estimators/test_implicit_mle.py):
   input (`imle_fn.GridShortestPath` does this for you).
 * **Target distribution.** ``theta' = alpha * theta - lam * dz`` (the paper's perturbation-based
   implicit differentiation is ``alpha = 1``; the reference torch-imle calls ``lam`` ``beta``).
-* **Gradient scale.** ``dtheta = (z - z') / lam`` by default, so the estimate tends to the true
-  gradient of the perturbed model as ``lam -> 0`` and does not grow with ``lam``. With
-  ``divide_by_lam=False`` it is ``z - z'``, the reference torch-imle's scale.
+* **Gradient scale.** ``dtheta = (z - z') / lam`` by default, so its size does not grow with
+  ``lam`` and, **for a loss linear in z** (``L = <c, z>``, a cotangent that does not depend on the
+  sample), its expectation tends to the gradient of the perturbed model's expected loss,
+  ``grad_theta E[<c, z>]``, as ``lam -> 0``. For a loss that is not linear in z it does not: the
+  cotangent ``L'(z)`` is taken at each sample and moves each target by a different amount (n = 2,
+  k = 1, theta = (1, 0), Gumbel noise, ``L = ||z - b||^2`` with b = (0.5, 0): the true derivative
+  in theta_0 is -0.197, the I-MLE limit -0.393). On 0/1 states every loss can be written linearly
+  (``||z - b||^2 = <1 - 2b, z> + ||b||^2``) and the form you write decides the cotangent: the
+  linear form's limit is the true gradient. With ``divide_by_lam=False`` the gradient is
+  ``z - z'``, the reference torch-imle's scale.
 * **Samples.** A leading sample dim on ``noise`` (``[S, *theta.shape]``) gives S samples; their
   gradients are AVERAGED (as in the paper and the reference). A sample axis added with
   `torch.func.vmap` is SUMMED instead, as vmap always does: divide by S yourself there.

@@ -18,6 +18,7 @@ Draw the noise outside: ``imle_fn.gaussian((S, *theta.shape), generator=g)`` (Ga
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -87,7 +88,7 @@ class Perturbed(Estimator):
         if noise is None:
             raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
         ns = num_sample_dims(theta, noise)
-        eps = noise.reshape(-1, *noise.shape[ns:])  # [S, *theta-like]
+        eps = noise.reshape(math.prod(noise.shape[:ns]), *noise.shape[ns:])  # [S, *theta-like]
         x = torch.broadcast_to(theta + self.sigma * eps, (eps.shape[0], *theta.shape))
         if self.control_variate:
             x = torch.cat([x, theta.unsqueeze(0)])  # [S + 1, *theta.shape]: one solver call
@@ -102,7 +103,8 @@ class Perturbed(Estimator):
         theta, noise, residual = saved.theta, saved.noise, saved.residual
         if noise is None:
             raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
-        eps = noise.reshape(-1, *noise.shape[num_sample_dims(theta, noise) :])
+        ns = num_sample_dims(theta, noise)
+        eps = noise.reshape(math.prod(noise.shape[:ns]), *noise.shape[ns:])  # [S, *theta-like]
         num = eps.shape[0]
         z_base = residual[num] if self.control_variate else None
         return perturbed_vjp(
