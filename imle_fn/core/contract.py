@@ -11,10 +11,15 @@ A solver is either
 * any plain callable, wrapped with `as_solver` (or passed to `map_solve` together with
   ``event_ndim=``). Plain callables are treated as NumPy solvers.
 
-``backend="numpy"`` solvers receive a C-contiguous CPU ``numpy.ndarray`` (float32 or float64; bfloat16
-and float16 scores arrive as float32) and may return anything ``numpy.asarray`` accepts.
-``backend="torch"`` solvers receive a detached tensor on the scores' own device and return a tensor.
-Either way the result is checked (shape, finite values) and cast back to the scores' dtype and device.
+``backend="numpy"`` solvers receive a read-only, C-contiguous CPU ``numpy.ndarray`` (float32 or
+float64; bfloat16 and float16 scores arrive as float32; writing into it raises, naming the solver)
+and may return anything ``numpy.asarray`` accepts. ``backend="torch"`` solvers receive a detached
+private copy on the scores' own device (they may write into it: the caller's tensors never change)
+and return a tensor. Either way the result is checked (real numbers, shape, finite values) and cast
+back to the scores' dtype and device. ``event_ndim`` may be 0 (every scalar is an instance).
+
+Solvers are held only as long as something uses them (`imle_fn.core.handles`): building a new one
+in every training step, a closure over the batch for instance, keeps no memory.
 """
 
 from __future__ import annotations

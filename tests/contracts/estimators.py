@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from imle_fn import compat
 from imle_fn.core.contract import as_solver
 from imle_fn.estimators.adaptive import aimle
 from imle_fn.estimators.blackbox import dbb
@@ -24,7 +23,6 @@ __all__ = [
     "NAMES",
     "NEEDS_NOISE",
     "NOISE_FREE",
-    "compat_run",
     "mutating_torch_topk",
     "numpy_topk",
     "run",
@@ -76,12 +74,6 @@ def run(
     """The estimator or loss ``name`` on ``(theta, noise, solver)`` (dbb ignores ``noise``; only
     fenchel_young_loss uses the target ``y``, default `target_of`)."""
     return _RUNS[name](theta, noise, solver, y)
-
-
-def compat_run(theta: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """`imle_fn.compat.imle` with the reference's defaults and ``beta = 0.7``."""
-    layer = compat.imle(fn, target_distribution=compat.TargetDistribution(1.0, 0.7))
-    return layer(theta)  # type: ignore[no-any-return]
 
 
 def numpy_topk(k: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -94,7 +94,7 @@ def test_transforms_agree_and_inputs_stay(name: str, solver_name: str, samples: 
     solver, event, scores = SOLVERS[solver_name]
     theta = scores((3, *event), 1)  # [B = 3, *event]
     noise = _noise_for(name, samples, theta.shape, 2)
-    kept = (theta.clone(), None if noise is None else noise.clone())
+    kept_theta, kept_noise = theta.clone(), None if noise is None else noise.clone()
     out = run(name, theta, noise, solver)
     w = _weights(out, 3)
 
@@ -122,7 +122,8 @@ def test_transforms_agree_and_inputs_stay(name: str, solver_name: str, samples: 
         eye = torch.eye(out.numel(), dtype=out.dtype).reshape(-1, *out.shape)
         loop = torch.stack([_vjp_of(name, solver, noise, theta, row) for row in eye])
         torch.testing.assert_close(jac, loop.reshape(jac.shape))
-    assert torch.equal(theta, kept[0]) and (noise is None or torch.equal(noise, kept[1]))
+    assert torch.equal(theta, kept_theta)
+    assert noise is None or (kept_noise is not None and torch.equal(noise, kept_noise))
     assert by_backward.abs().sum() + looped.abs().sum() > 0  # not vacuous
     if scores is _grid_scores:
         assert bool((by_backward[torch.isinf(theta)] == 0).all())  # walls: exactly zero
