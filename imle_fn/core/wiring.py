@@ -11,8 +11,15 @@ custom gradient of the forward, by one of two routes that compute the same thing
   rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
   (pytorch#129845).
 
-Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not supported and raises.
+Both routes hand back the same contract: the output in ``theta``'s dtype (whatever the noise's);
+a gradient in ``theta``'s dtype that is exactly zero on infinite scores (masked items, walls: they
+are constraints, and removing them changes nothing); the solver kept alive by the autograd graph
+that needs it, and no longer. Forward-mode AD (``torch.func.jvp``, ``jacfwd``), second derivatives
+(differentiating the estimated gradient again) and PyTorch's legacy batched gradients
+(``is_grads_batched``) raise NotImplementedError saying what to use instead.
 Noise is data: it never receives a gradient (passing noise that requires grad is an error).
+Reductions over an instance's event dims go through `event_sum` / `event_norm`, which are right for
+``event_ndim = 0`` too.
 
 An estimator may also take an optional ``state`` tensor (adaptive I-MLE's ``(beta, ema)``): it is
 saved for the backward, which then calls ``vjp_with_state`` and returns a cotangent for it (AIMLE

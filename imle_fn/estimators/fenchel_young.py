@@ -8,6 +8,10 @@ expectation is the Fenchel-Young loss ``F_sigma(theta) + sigma * Omega(y) - <the
 that does not depend on ``theta``. By Danskin's theorem its gradient is ``mean_s z_s - y``, the
 estimate of ``E[MAP(theta + sigma * eps)] - y``: plain autograd through the linear term gives exactly
 that (the solver output is a constant), so the loss composes with every `torch.func` transform.
+That gradient is first-order only: differentiating it again raises (the loss's curvature, the
+covariance of the perturbed states, is not what autograd would return). Entries with ``z = y`` add
+nothing to the loss, also where the score is ``-inf`` (a masked item), so masking an item gives the
+loss of the problem without it.
 """
 
 from __future__ import annotations
@@ -49,8 +53,10 @@ def fenchel_young_loss(
     Raises:
         TypeError: ``theta`` / ``y`` / ``noise`` is not a tensor of the right kind, or ``solver`` is
             not a callable / `imle_fn.Solver`.
-        ValueError: ``sigma < 0``; ``noise`` requiring grad; NaN scores or a bad solver output (the
-            message names the instance).
+        ValueError: ``sigma < 0``; ``y`` not broadcastable to ``theta``; ``noise`` requiring grad,
+            of a wrong shape or with zero samples; a meta ``theta``; NaN scores or a bad solver
+            output (the message names the instance).
+        NotImplementedError: second derivatives (see the module docstring).
 
     Example:
         >>> import torch, imle_fn

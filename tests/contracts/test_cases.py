@@ -283,6 +283,16 @@ def test_case06_an_empty_batch_gives_empty_results(name: str) -> None:
     assert leaf_grad(theta).shape == (0, 6)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_case06_zero_size_events_give_empty_results(name: str) -> None:
+    """Instances with no items (n = 0, k = 0): empty states, empty gradients, no NaN."""
+    theta = torch.zeros(2, 0, requires_grad=True)
+    out = run(name, theta, torch.zeros(3, 2, 0), TopK(0), torch.zeros(0))
+    assert out.numel() == 0 or bool((out == 0).all())  # the loss of an empty instance is 0
+    out.sum().backward()
+    assert leaf_grad(theta).shape == (2, 0)
+
+
 # ---- case 7: compat under torch.compile and torch.func ----------------------------------------
 
 
