@@ -309,7 +309,7 @@ def _finish(
     scores (a masked item or a wall is constant, whatever its score: removing it changes nothing),
     and refusing to be differentiated again."""
     finite = torch.isfinite(theta.detach())
-    dtheta = torch.where(finite, dtheta, torch.zeros((), dtype=dtheta.dtype)).to(theta.dtype)
+    dtheta = torch.where(finite, dtheta, dtheta.new_zeros(())).to(theta.dtype)
     return first_order_only(dtheta, estimator.name, theta, dout)  # theta, not detached: the anchor
 
 

@@ -88,7 +88,7 @@ def fenchel_young_loss(
     z = map_solve(shifted, solver, event_ndim=ndim)
     diff = z - y
     # Entries where z = y add nothing, also where the score is -inf (a masked item): never -inf * 0.
-    terms = torch.where(diff != 0, shifted, torch.zeros((), dtype=shifted.dtype)) * diff
+    terms = torch.where(diff != 0, shifted, shifted.new_zeros(())) * diff
     per_sample = event_sum(terms, ndim)  # [*sample, *batch]
     loss = per_sample.mean(dim=tuple(range(ns))) if ns else per_sample
     return loss.to(theta.dtype)

@@ -42,7 +42,7 @@ def target_of(theta: torch.Tensor, k: int = _Y_K) -> torch.Tensor:
     y = torch.zeros(theta.shape[-1:], dtype=theta.dtype, device=theta.device)
     if theta.ndim and k:
         y[-k:] = 1.0
-    return torch.where(torch.isfinite(theta), y, torch.zeros((), dtype=theta.dtype))
+    return torch.where(torch.isfinite(theta), y, theta.new_zeros(()))
 
 
 _RUNS: dict[str, Run] = {

@@ -335,3 +335,20 @@ def test_aimle_state_under_every_solver_kind() -> None:
             lambda t, s, e=noise, sv=solver: (aimle(t, e, sv, s) * 1.0).sum(), argnums=(0, 1)
         )(theta, state)
         assert stats[1] == 2 * 3, solver_name  # S * B pairs, whatever the event shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", NAMES)
+def test_device_in_is_device_out(name: str) -> None:
+    """On a GPU: results and gradients stay on it, with a torch solver that writes its input and
+    a NumPy solver (copied over and back), masks and dtype mixes included."""
+    for solver in (mutating_torch_topk(2), as_solver(numpy_topk(2), event_ndim=1)):
+        theta = _scores((3, 5), 80).cuda()
+        theta[1, 2] = -math.inf
+        theta.requires_grad_()
+        noise = None if name in NOISE_FREE else _scores((2, 3, 5), 81, F32).cuda()
+        out = run(name, theta, noise, solver)
+        assert out.device == theta.device and out.dtype == theta.dtype
+        (out * _weights(out, 82)).sum().backward()
+        g = leaf_grad(theta)
+        assert g.device == theta.device and g[1, 2] == 0
