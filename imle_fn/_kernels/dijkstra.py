@@ -88,7 +88,7 @@ _NARROW = 1.0 - 2.0**-10  # bucket width = (c_min - g) * _NARROW under Dinitz's 
 _RING_DINITZ = 32  # the bound g is chosen to keep Dinitz's ring at about this many buckets
 _MAX_DINITZ = 1024  # costs spread wider than this (c_max / c_min) use the ring + heap
 _MAX_SHARE = 0.98  # g <= 0.98 * c_min under Dinitz's rule
-_RING = 512  # buckets of the ring + heap queue
+_RING = 512  # buckets of the ring + heap queue (<= 2 * _MAX_DINITZ)
 _DINITZ = 1  # queues chosen by _plan
 _RING_HEAP = 2
 _HEAP = 3
@@ -431,23 +431,28 @@ def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, heuristic, heap_on
     Wp = W + 2
     n = (H + 2) * Wp
     inf = np.inf
-    cpad = np.full(n, inf)
-    dist = np.full(n, -inf)  # -inf on the border (and on walls): never improved, never offered
-    hops = np.zeros(n, dtype=np.int32)
-    pos = np.zeros(n, dtype=np.int32)
-    where = np.zeros(n, dtype=np.int32)
-    nxt = np.zeros(n, dtype=np.int32)
-    prv = np.zeros(n, dtype=np.int32)
-    hkey = np.empty(H * W, dtype=np.float64)
+    # Few allocations (they dominate small calls): one float64 and one int32 block, sliced.
+    real = np.empty(2 * n + H * W)
+    cpad = real[:n]
+    dist = real[n : 2 * n]  # -inf on the border (and on walls): never improved, never offered
+    hkey = real[2 * n :]
+    cpad[:] = inf
+    dist[:] = -inf
+    ints = np.zeros(6 * n + 2 * _MAX_DINITZ + 8, dtype=np.int32)
+    hops = ints[:n]
+    pos = ints[n : 2 * n]
+    where = ints[2 * n : 3 * n]
+    nxt = ints[3 * n : 4 * n]
+    prv = ints[4 * n : 5 * n]
+    steps = ints[5 * n : 6 * n]  # steps from each cell to the target
+    head = ints[6 * n :]
     htie = np.empty(H * W, dtype=np.int64)
-    head = np.empty(max(_RING, _MAX_DINITZ + 4) * 2, dtype=np.int32)
     if eight:
         off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], dtype=np.int64)
         max_steps = max(H, W) - 1
     else:
         off = np.array([-Wp, -1, 1, Wp], dtype=np.int64)
         max_steps = H + W - 2
-    steps = np.zeros(n, dtype=np.int32)  # steps from each cell to the target
     for r in range(H):
         for c in range(W):
             a = abs(r - tr)
