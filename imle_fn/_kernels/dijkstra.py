@@ -24,26 +24,36 @@ offer its labels returns the same path, whatever its order of expansion, thread 
 
 **Searches** (all stop when the target leaves the queue):
 
-1. *Bucket queue* (Dinitz's rule), when the costs have a floor: c_min = the smallest finite cost
+1. *Bucket queue* (Dinitz's rule), when the costs have a floor: the smallest finite cost c_min is
    > 0 with the sum S of the finite costs <= 2**27 * c_min (so float64 rounding is far below
-   c_min). Keys are A* keys ``f = d + g * steps(v)`` where ``steps`` is the Chebyshev
+   c_min), and the spread c_max / c_min is at most `_MAX_DINITZ`. Keys are A* keys ``f = d + g * steps(v)`` where ``steps`` is the Chebyshev
    (8-neighbourhood) or Manhattan (4) step count to the target and ``g = a * c_min`` is an
    admissible, consistent bound of the cost still to come (``a`` is the largest share of c_min that
    keeps the ring at most `_RING_DINITZ` buckets; ``a = 0`` is Dijkstra). Every step raises f by at
    least ``c_min - g`` > one bucket width, so a cell's offerers all sit in earlier buckets: when a
-   bucket is current, its cells hold their final labels and leave in any order (LIFO lists, O(1)).
+   bucket is current, its cells hold their final labels and leave in any order (singly linked
+   LIFO lists: no comparisons, O(1) per push and pop).
 2. *Ring + heap*, for any other non-negative costs: a ring of `_RING` buckets of width
-   ``(c_max + g) / (_RING - 3)`` and a binary heap holding only the current bucket, ordered by
-   ``(f, hops, index)``: the exact order of a plain heap with small heaps. ``g = c_min * (1 - 2**-20)``
-   when the costs have a floor, else 0 (Dijkstra; zero-cost cells need the hops order).
+   ``(c_max + g) / (_RING - 3)`` (singly linked lists) and a binary heap holding only the current
+   bucket, ordered by ``(f, hops, index)``: the exact order of a plain heap, with small heaps.
+   ``g = c_min * (1 - 2**-20)`` when the costs have a floor, else 0 (Dijkstra keys; zero-cost
+   cells then need the hops order).
 3. *Binary heap* (indexed, decrease-key, ``(f, hops, index)`` order): when path sums may overflow
    (S > 2**1000) or when asked for (``queue="heap"``, the benchmarks' binary-heap variant).
 
-Why the queues do not change L (float64 included): f never decreases along a step and, with a
-floor, rises by more than its rounding error, so a cell leaves the queue only after every
-neighbour that offers it its label (a standard A* / Dijkstra induction on the queue order, applied
-to the lexicographic labels); a neighbour that is still queued or unseen when the target leaves
-cannot offer a path cell its label, so the trace only ever reads final labels.
+**Why the searches leave the path unchanged** (float64 included). (a) The queue key never drops
+along a step and rises strictly along every step that offers a label: with a floor, f rises by
+at least ``c_min - g`` while float64 rounding stays below ``c_min * 2**-24`` (S <= 2**27 c_min,
+steps < 2**24; under Dinitz's rule by more than a bucket width, as ``c_min - g >= 0.02 c_min``
+and the width is ``(c_min - g)(1 - 2**-10)``); without a floor f = d and a zero-cost offer comes
+with one more hop, which the heaps' order counts. (b) Hence, by induction on the pops, every
+neighbour that offers a cell its label leaves the queue before it (an earlier bucket, under
+Dinitz's rule) and relaxes it with its own final label: a cell leaves the queue with its final
+label, and a popped cell is never improved. (c) When the target leaves, a cell u that offers a
+path cell v its label has a smaller key than v, hence than the target: it has left the queue and
+its label is final; a queued or unseen cell offering v's label would have an even smaller key and
+would have left before the target. So the trace reads final labels only, and ties are broken by
+L, never by the order of expansion.
 
 The grid is copied into a float64 workspace padded with a one-cell border; distances of the border
 and of walls are ``-inf`` (never improved, never offered), so neighbours need no bounds checks and
@@ -150,8 +160,12 @@ def _sift_down(hkey, htie, pos, plateau, size, key, tie):  # type: ignore[no-unt
 
 
 @njit(cache=True, nogil=True)
-def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head, nxt, prv, where):  # type: ignore[no-untyped-def]
-    """Bucket queue under Dinitz's rule (module docstring, search 1); True when t is reached."""
+def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head, nxt):  # type: ignore[no-untyped-def]
+    """Bucket queue under Dinitz's rule (module docstring, search 1); True when t is reached.
+
+    Buckets are singly linked lists through ``nxt``; a cell whose key drops to another bucket
+    (rare) is found by walking its old bucket's short list.
+    """
     inf = np.inf
     nnb = off.shape[0]
     mask = head.shape[0] - 1
@@ -161,7 +175,6 @@ def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head
     cur = np.int64((dist[s] + bound[steps[s]]) * inv_w)
     head[cur & mask] = s
     nxt[s] = -1
-    where[s] = cur & mask
     queued = 1
     while queued > 0:
         j = cur & mask
@@ -169,10 +182,7 @@ def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head
         if u < 0:
             cur += 1
             continue
-        w = nxt[u]  # pop the front of the current bucket
-        head[j] = w
-        if w >= 0:
-            prv[w] = -1
+        head[j] = nxt[u]  # pop the front of the current bucket
         queued -= 1
         if u == t:
             return True
@@ -183,30 +193,27 @@ def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head
             nd = du + cpad[v]
             dv = dist[v]
             if nd < dv:
-                dist[v] = nd
-                hops[v] = nh
                 f = nd + bound[steps[v]] if astar else nd
                 i = np.int64(f * inv_w) & mask
+                dist[v] = nd
+                hops[v] = nh
                 if dv == inf:
                     queued += 1
-                elif where[v] == i:
-                    continue
                 else:
-                    p = prv[v]
-                    q = nxt[v]
-                    if p >= 0:
-                        nxt[p] = q
+                    fo = dv + bound[steps[v]] if astar else dv
+                    o = np.int64(fo * inv_w) & mask
+                    if o == i:
+                        continue
+                    p = head[o]
+                    if p == v:
+                        head[o] = nxt[v]
                     else:
-                        head[where[v]] = q
-                    if q >= 0:
-                        prv[q] = p
-                h = head[i]
-                nxt[v] = h
-                prv[v] = -1
-                if h >= 0:
-                    prv[h] = v
+                        while p >= 0 and nxt[p] != v:
+                            p = nxt[p]
+                        if p >= 0:
+                            nxt[p] = nxt[v]
+                nxt[v] = head[i]
                 head[i] = v
-                where[v] = i
             elif nd == dv and nh < hops[v]:
                 hops[v] = nh  # same distance and bucket, fewer steps
     return False
@@ -214,11 +221,12 @@ def _search_dinitz(cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head
 
 @njit(cache=True, nogil=True)
 def _search_ring(  # type: ignore[no-untyped-def]
-    cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head, nxt, prv, where, pos, hkey, htie
+    cpad, dist, hops, off, steps, bound, astar, s, t, inv_w, head, nxt, pos, hkey, htie
 ):
     """Ring of buckets + a heap for the current one (module docstring, search 2); True when t is reached.
 
-    ``where[v]``: the ring slot of a listed cell, -1 for a cell in the heap (or popped).
+    A queued cell whose key is in the current bucket is in the heap; any other sits in the
+    singly linked list (through ``nxt``) of its ring slot.
     """
     inf = np.inf
     nnb = off.shape[0]
@@ -231,7 +239,6 @@ def _search_ring(  # type: ignore[no-untyped-def]
     hkey[0] = f
     htie[0] = s
     pos[s] = 0
-    where[s] = -1
     size = 1
     listed = 0
     while True:
@@ -245,13 +252,11 @@ def _search_ring(  # type: ignore[no-untyped-def]
                 continue
             head[j] = -1
             while v >= 0:
-                w = nxt[v]
-                where[v] = -1
                 f = dist[v] + bound[steps[v]] if astar else dist[v]
                 _sift_up(hkey, htie, pos, True, size, f, (np.int64(hops[v]) << 32) | v)
                 size += 1
                 listed -= 1
-                v = w
+                v = nxt[v]
         u = htie[0] & _CELL
         size -= 1
         if size > 0:
@@ -265,40 +270,39 @@ def _search_ring(  # type: ignore[no-untyped-def]
             nd = du + cpad[v]
             dv = dist[v]
             if nd < dv or (nd == dv and nh < hops[v]):
-                dist[v] = nd
-                hops[v] = nh
                 f = nd + bound[steps[v]] if astar else nd
                 tie = (np.int64(nh) << 32) | v
-                if dv != inf and where[v] == -1:  # in the heap: stays there
-                    _sift_up(hkey, htie, pos, True, pos[v], f, tie)
-                    continue
                 bi = np.int64(f * inv_w)
-                i = bi & mask
                 if dv != inf:
-                    old = where[v]
-                    if old == i:
+                    fo = dv + bound[steps[v]] if astar else dv
+                    bo = np.int64(fo * inv_w)
+                    dist[v] = nd
+                    hops[v] = nh
+                    if bo == cur:  # in the heap: stays there
+                        _sift_up(hkey, htie, pos, True, pos[v], f, tie)
                         continue
-                    p = prv[v]
-                    q = nxt[v]
-                    if p >= 0:
-                        nxt[p] = q
+                    if bo == bi:  # stays in its list
+                        continue
+                    o = bo & mask  # unlink v from its old list
+                    p = head[o]
+                    if p == v:
+                        head[o] = nxt[v]
                     else:
-                        head[old] = q
-                    if q >= 0:
-                        prv[q] = p
+                        while p >= 0 and nxt[p] != v:
+                            p = nxt[p]
+                        if p >= 0:
+                            nxt[p] = nxt[v]
                     listed -= 1
+                else:
+                    dist[v] = nd
+                    hops[v] = nh
                 if bi == cur:
-                    where[v] = -1
                     _sift_up(hkey, htie, pos, True, size, f, tie)
                     size += 1
                 else:
-                    h = head[i]
-                    nxt[v] = h
-                    prv[v] = -1
-                    if h >= 0:
-                        prv[h] = v
+                    i = bi & mask
+                    nxt[v] = head[i]
                     head[i] = v
-                    where[v] = i
                     listed += 1
 
 
@@ -438,14 +442,12 @@ def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, heuristic, heap_on
     hkey = real[2 * n :]
     cpad[:] = inf
     dist[:] = -inf
-    ints = np.zeros(6 * n + 2 * _MAX_DINITZ + 8, dtype=np.int32)
+    ints = np.zeros(4 * n + 2 * _MAX_DINITZ + 8, dtype=np.int32)
     hops = ints[:n]
     pos = ints[n : 2 * n]
-    where = ints[2 * n : 3 * n]
-    nxt = ints[3 * n : 4 * n]
-    prv = ints[4 * n : 5 * n]
-    steps = ints[5 * n : 6 * n]  # steps from each cell to the target
-    head = ints[6 * n :]
+    nxt = ints[2 * n : 3 * n]
+    steps = ints[3 * n : 4 * n]  # steps from each cell to the target
+    head = ints[4 * n :]
     htie = np.empty(H * W, dtype=np.int64)
     if eight:
         off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], dtype=np.int64)
@@ -507,12 +509,12 @@ def _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, heuristic, heap_on
                 ring *= 2
             reached = _search_dinitz(
                 cpad, dist, hops, off, steps, bound, astar, s, t, 1.0 / width,
-                head[:ring], nxt, prv, where,
+                head[:ring], nxt,
             )  # fmt: skip
         elif queue == _RING_HEAP:
             reached = _search_ring(
                 cpad, dist, hops, off, steps, bound, astar, s, t, 1.0 / width,
-                head[:_RING], nxt, prv, where, pos, hkey, htie,
+                head[:_RING], nxt, pos, hkey, htie,
             )  # fmt: skip
         else:
             wide = not total <= _HUGE
