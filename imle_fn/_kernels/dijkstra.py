@@ -411,8 +411,9 @@ def _plan(c_min, c_max, total, max_steps, heuristic, heap_only):  # type: ignore
             g = c_min * min(max(share, 0.0), _MAX_SHARE)
         return _DINITZ, g, (c_min - g) * _NARROW
     g = c_min * _FULL if floor and heuristic else 0.0
-    width = (c_max + g) / (_RING - 3)
-    return _RING_HEAP, g, width if width > 0.0 else 1.0  # all costs zero: one bucket
+    # Widths below _TINY (all costs zero, or subnormal) are raised to it: 1 / width stays finite,
+    # and a wider bucket only puts more of the queue in the heap.
+    return _RING_HEAP, g, max((c_max + g) / (_RING - 3), _TINY)
 
 
 @njit(cache=True, nogil=True)

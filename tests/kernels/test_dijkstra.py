@@ -47,6 +47,8 @@ def _kinds(rng: np.random.Generator, kind: str, shape: tuple[int, int, int]) -> 
         return np.maximum(noisy, 0.0).astype(np.float32)
     if kind == "absorbed":  # costs that vanish next to the distances (d + c == d)
         return rng.choice([1e-17, 1.0, 1e-300, 0.5], size=shape)
+    if kind == "subnormal":  # all costs tiny: bucket widths far below float64's normal range
+        return rng.choice([0.0, 5e-324, 1e-310, 3e-308], size=shape)
     if kind == "uniform":  # A* bound nearly exact: the bound changes the expansion order most
         return np.ones(shape) + (rng.random(shape) < 0.1)
     raise AssertionError(kind)
@@ -62,6 +64,7 @@ KINDS = [
     "wide_spread",
     "noisy_terrain",
     "absorbed",
+    "subnormal",
     "uniform",
 ]
 
@@ -184,6 +187,7 @@ def test_a_star_keeps_the_tie_rule_where_it_expands_in_another_order() -> None:
         (0.0, 9.0, 300.0, True, False, "ring", False),  # zero costs: no floor, no A*
         (1e-300, 1.0, 50.0, True, False, "ring", False),  # "floor" too thin for float64
         (0.0, 0.0, 0.0, True, False, "ring", False),  # all zero: one bucket
+        (0.0, 1e-310, 1e-309, True, False, "ring", False),  # subnormal: the width is raised
         (1.0, 1e308, 1.7e308, True, False, "heap", False),  # sums may overflow
         (0.8, 9.2, 600.0, True, True, "heap", True),  # asked for the heap
         (0.0, 9.2, 600.0, True, True, "heap", False),
@@ -206,8 +210,8 @@ def test_plan_chooses_the_documented_queue(
     if queue == "dinitz":  # every step raises the key by more than a bucket
         assert 0.0 < width < c_min - g
         assert (c_max + g) / width + 3 <= 2 * dijkstra._MAX_DINITZ
-    elif queue == "ring":  # the ring spans the largest step
-        assert width > 0.0 and (c_max + g) / width <= dijkstra._RING - 3 + 1e-9
+    elif queue == "ring":  # the ring spans the largest step; 1 / width is finite
+        assert np.isfinite(1.0 / width) and (c_max + g) / width <= dijkstra._RING - 3 + 1e-9
 
 
 def test_the_trace_guard_reports_instead_of_hanging() -> None:
