@@ -9,7 +9,11 @@ custom gradient of the forward, by one of two routes that compute the same thing
   with `torch.func.grad`, `vjp`, `jacrev`, `vmap` (nested, and ``vmap(grad)``) and ``.backward()``;
 * under `torch.compile`: the custom op ``imle_fn::estimate`` with ``register_autograd`` and a vmap
   rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
-  (pytorch#129845).
+  (pytorch#129845). Its backward is the op ``imle_fn::estimate_vjp``. The estimator's float fields
+  (its hyper-parameters) enter both ops as a ``[n]`` float64 CPU tensor (`_pack`), read and
+  checked (``Estimator.checks``) when the op runs: a new ``lam`` is new data, not a recompile,
+  and a value dynamo made symbolic (or a 0-d tensor) is still checked. Its int / bool fields
+  (structure: ``central``, ``control_variate``, ...) are constants of the graph.
 
 Both routes hand back the same contract: the output in ``theta``'s dtype (whatever the noise's);
 a gradient in ``theta``'s dtype that is exactly zero on infinite scores (masked items, walls: they
@@ -658,7 +662,9 @@ def estimate(
     """Run ``estimator``'s forward with its VJP attached as the custom gradient.
 
     ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
-    becomes the state's gradient. ``backend`` says what a plain callable ``solver`` takes
+    becomes the state's gradient. Eagerly the estimator's fields are used as they are (Python
+    floats: no tensor is made); under `torch.compile` its float fields may also hold 0-d tensors
+    or symbolic floats, which travel into the custom op as data (see the module docstring). ``backend`` says what a plain callable ``solver`` takes
     (default ``"numpy"``). The output has ``theta``'s dtype; the gradient has ``theta``'s dtype, is
     exactly zero on infinite scores and refuses to be differentiated again.
 

@@ -2,17 +2,22 @@
 
 The state is the buffer ``state = [beta, ema]``, exactly the tensor that `imle_fn.aimle_state`
 makes and `imle_fn.aimle` / `imle_fn.aimle_update` thread by hand. In training mode, with
-gradients on, the forward hands `imle_fn.aimle` a copy of the buffer that requires grad (one
-copy shared by every call of the layer until the next update); when a backward reaches it, its
-gradient is the statistics ``[nnz_sum, count]`` of every call it fed, and a hook replaces the
-buffer by ``aimle_update(state, stats, target=, step=, decay=)``. That is the hand-threaded recipe
+gradients on, the forward hands `imle_fn.aimle` the state plus a zero ``[2]`` tensor that
+requires grad (the layer's statistics sink, a leaf it keeps on the state's device): the value is
+the state's, and the gradient that arrives at the sink is the statistics ``[nnz_sum, count]`` of
+every call it fed, summed by autograd. When a backward has accumulated them, a hook on the sink
+(``register_post_accumulate_grad_hook``, once per backward) replaces the buffer by
+``aimle_update(state, stats, target=, step=, decay=)`` and clears the sink. That is the
+hand-threaded recipe
 
     state = aimle_state(beta).requires_grad_()
     loss(aimle(theta, noise, solver, state)).backward()
     state = aimle_update(state.detach(), state.grad, target=target, step=step, decay=decay)
 
-step for step (tests/nn/test_adaptive.py pins identical trajectories). In eval mode, under
-``torch.no_grad()`` or when no backward reaches the layer, the state is used and left unchanged.
+step for step (tests/nn/test_adaptive.py pins identical trajectories), eagerly and under
+`torch.compile` (the sink is an input of the compiled graph; its hook runs in autograd's engine).
+In eval mode, under ``torch.no_grad()`` or when no backward reaches the layer, the state is used
+and left unchanged.
 """
 
 from __future__ import annotations
@@ -54,8 +59,8 @@ class AIMLE(NoisyLayer):
 
     Under `torch.func.functional_call` (ensembles), the state is the buffer you pass: the layer
     does not update it; its gradient, if you take one, carries the statistics (thread it with
-    `imle_fn.aimle_update` yourself). Under `torch.compile`, taking the state for a training
-    forward is a graph break (like drawing noise); in eval mode the layer compiles fullgraph.
+    `imle_fn.aimle_update` yourself). Under `torch.compile` the layer compiles whole
+    (``fullgraph=True``) and updates its state as eagerly.
 
     Args:
         solver: a `imle_fn.Solver`.
@@ -69,8 +74,13 @@ class AIMLE(NoisyLayer):
         target_temperature: target noise temperature (>= 0).
         central: central differences instead of one-sided.
         norm: ``"instance"`` or ``"pooled"`` (see `imle_fn.aimle`).
-        noise_type, k, num_terms, num_samples, reduction, generator, event_ndim: as in
-            `imle_fn.nn.IMLE`.
+        noise_type: ``"sum_of_gamma"`` (default), ``"gumbel"``, ``"gaussian"`` or None (no noise).
+        k: Sum-of-Gamma's ``k`` (default: the solver's integer ``k``, e.g. `imle_fn.TopK`).
+        num_terms: Sum-of-Gamma's number of terms.
+        num_samples: None (one sample, output shaped like ``theta``) or ``S`` (``[S, *theta]``).
+        reduction: ``"none"`` or ``"mean"`` over the samples (see `NoisyLayer`).
+        generator: a `torch.Generator`, an int seed, or None (seeded from torch's generator).
+        event_ndim: trailing dims of one instance (default: ``solver.event_ndim``).
         dtype: the state's dtype (float32 by default; ``.double()`` converts it with the layer).
 
     Raises:
@@ -135,7 +145,15 @@ class AIMLE(NoisyLayer):
         self.target_temperature = target_temperature
         self.central = bool(central)
         self.norm: Norm = check_choice("norm", norm, ("instance", "pooled"))
-        self._pending: _Pending | None = None
+        self._make_sink()
+
+    def _make_sink(self) -> None:
+        """A zero leaf like ``state`` whose gradient (the statistics) updates ``state`` (see the
+        module docstring); a plain attribute, remade when the state moves or is copied."""
+        sink = torch.zeros_like(self.state).requires_grad_()
+        sink.register_post_accumulate_grad_hook(_update_hook(weakref.ref(self)))
+        self.__dict__["_stats_sink"] = sink
+        self.__dict__["_stats_owner"] = self.state  # the buffer the sink updates
 
     @property
     def beta(self) -> float:
@@ -149,7 +167,12 @@ class AIMLE(NoisyLayer):
 
     def forward(self, theta: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Sampled MAP states of ``theta``, with the adaptive I-MLE gradient."""
-        state = _state_for_forward(self) if self.training else self.state.detach()
+        state = self.state
+        if not self.training:
+            state = state.detach()
+        elif torch.is_grad_enabled() and state is self.__dict__["_stats_owner"]:
+            # not under functional_call, whose buffer is the caller's to thread
+            state = state + self.__dict__["_stats_sink"]
         z = aimle(
             theta, self._noise_for(theta, noise), self.solver, state,
             alpha=hyper(self, "alpha"), temperature=hyper(self, "temperature"),
@@ -168,55 +191,27 @@ class AIMLE(NoisyLayer):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_pending"] = None  # a copy or a pickle starts without a pending update
+        del state["_stats_sink"], state["_stats_owner"]  # the sink's hook knows this layer only
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._make_sink()
 
-class _Pending:
-    """The copy of the state that the layer's calls share until a backward updates the state."""
-
-    __slots__ = ("__weakref__", "leaf", "source", "version")
-
-    def __init__(self, leaf: torch.Tensor, source: torch.Tensor) -> None:
-        self.leaf = leaf
-        self.source = weakref.ref(source)
-        self.version = source._version
-
-    def matches(self, state: torch.Tensor) -> bool:
-        """True while the buffer is the one this copy was taken from, unchanged since."""
-        return self.source() is state and self.version == state._version
+    def _apply(self, fn: Any, recurse: bool = True) -> AIMLE:
+        super()._apply(fn, recurse)
+        self._make_sink()  # on the state's new device, in its new dtype
+        return self
 
 
-@torch.compiler.disable
-def _state_for_forward(layer: AIMLE) -> torch.Tensor:
-    """The state tensor a training forward passes to `imle_fn.aimle` (see the module docstring).
+def _update_hook(layer_ref: weakref.ref[AIMLE]) -> Any:
+    """The sink's hook: one backward's statistics -> the layer's next state."""
 
-    Eager (a graph break under `torch.compile`): a hook on a tensor is autograd bookkeeping that
-    dynamo does not trace.
-    """
-    state = layer.state
-    if not torch.is_grad_enabled() or bool(torch._C._functorch.is_functorch_wrapped_tensor(state)):
-        return state  # no backward will come, or functional_call's buffer: the caller's to thread
-    pending = layer._pending
-    if pending is None or not pending.matches(state):
-        leaf = state.detach().clone().requires_grad_()
-        pending = _Pending(leaf, state)
-        leaf.register_hook(_make_update_hook(weakref.ref(layer), weakref.ref(pending)))
-        layer._pending = pending
-    return pending.leaf
-
-
-def _make_update_hook(layer_ref: weakref.ref[AIMLE], pending_ref: weakref.ref[_Pending]) -> Any:
-    """The hook that turns one backward's statistics into the next state (once per backward)."""
-
-    def update(stats: torch.Tensor) -> None:
-        layer, pending = layer_ref(), pending_ref()
-        if layer is None or pending is None:
-            return
-        if layer._pending is pending:
-            layer._pending = None
-        if pending.source() is not layer.state:
-            return  # the buffer was replaced meanwhile (.to(...)): these statistics are stale
+    def update(sink: torch.Tensor) -> None:
+        stats, sink.grad = sink.grad, None
+        layer = layer_ref()
+        if layer is None or stats is None or sink is not layer.__dict__["_stats_sink"]:
+            return  # the layer is gone, or its state moved since the forward: stale statistics
         with torch.no_grad():
             layer.state.copy_(
                 aimle_update(

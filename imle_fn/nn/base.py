@@ -9,22 +9,30 @@ takes that tensor as an input, so annealing ``lam`` every step never recompiles.
 on the CPU when the layer moves to a GPU (it is not a buffer), so reading it costs no device sync;
 hyper-parameters are construction arguments and not part of the ``state_dict``.
 
-**Noise**: a layer draws it from ``layer.generator`` (`torch.Generator`, see `NoisyLayer`) with
-the library's samplers, in ``theta``'s dtype and on its device (a CPU generator draws on the CPU
-and copies, exactly the samples of `imle_fn.sum_of_gamma` / `gumbel` / `gaussian` with that
-generator). The draw runs eagerly: under `torch.compile` it is one graph break per call (pass
-``noise=`` to the forward, drawn with `NoisyLayer.sample_noise` outside, for ``fullgraph=True``).
+**Noise**: a layer keeps the state of its random generator in the buffer ``rng_state`` (the
+``torch.Generator.get_state()`` bytes: a CPU ``uint8`` tensor, in the ``state_dict``, left on
+the CPU when the layer moves). Each draw restores a generator from it, draws with the library's
+samplers (exactly the samples of `imle_fn.sum_of_gamma` / `gumbel` / `gaussian` with that
+generator, in ``theta``'s dtype and on its device) and writes the advanced state back. Eagerly
+that is a plain call; inside `torch.compile` and `torch.func` transforms it is the custom op
+``imle_fn::layer_noise``, which mutates ``rng_state``: the draw compiles into the graph
+(``fullgraph=True`` works, with the eager numbers), and under ``vmap`` over stacked buffers
+(ensembles) each slice draws from its own state.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
 import torch
 
-from imle_fn.core.checks import as_number, check_choice, check_int, check_positive_values
+from imle_fn.core.checks import (
+    as_number,
+    check_choice,
+    check_int,
+    check_positive_values,
+)
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.noise import gaussian, gumbel, sum_of_gamma
 
@@ -87,11 +95,12 @@ def hyper(layer: torch.nn.Module, name: str) -> float:
     return number
 
 
-def _owned_generator(generator: torch.Generator | int | None) -> torch.Generator:
-    """The layer's generator: the given one, a CPU generator seeded with the given int, or (None)
-    a CPU generator seeded from torch's default generator (so `torch.manual_seed` fixes it)."""
+def _generator_state(generator: torch.Generator | int | None) -> tuple[torch.Tensor, str]:
+    """``(state, device)`` of the generator a layer starts from: the given generator's (copied:
+    the layer does not advance it), a CPU generator seeded with the given int, or (None) a CPU
+    generator seeded from torch's default generator (so `torch.manual_seed` fixes it)."""
     if isinstance(generator, torch.Generator):
-        return generator
+        return generator.get_state().clone(), str(generator.device)
     if generator is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
     elif isinstance(generator, bool) or not isinstance(generator, int):
@@ -101,7 +110,7 @@ def _owned_generator(generator: torch.Generator | int | None) -> torch.Generator
         )
     else:
         seed = check_int("generator", generator, minimum=0)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(seed).get_state(), "cpu"
 
 
 def _solver_k(solver: SolverLike) -> float | None:
@@ -112,9 +121,13 @@ def _solver_k(solver: SolverLike) -> float | None:
     return None
 
 
-def _under_functorch(x: torch.Tensor) -> bool:
-    """True for a tensor wrapped by a `torch.func` transform (vmap, grad)."""
-    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+def _is_plain(x: torch.Tensor) -> bool:
+    """An ordinary eager tensor: not compiling, not wrapped by a `torch.func` transform."""
+    return (
+        type(x) is torch.Tensor
+        and not torch.compiler.is_compiling()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    )
 
 
 class NoisyLayer(torch.nn.Module):
@@ -132,10 +145,11 @@ class NoisyLayer(torch.nn.Module):
             is then shaped like ``theta``, an estimate of the marginals ``E[z]``; each sample's
             cotangent is the incoming one divided by ``S``, as for a loss that averages over
             samples).
-        generator: a `torch.Generator` (used as is, and shared with whoever else holds it; put
-            it on the GPU to draw there), an int (a new CPU generator seeded with it) or None (a
-            new CPU generator seeded from torch's default generator, so `torch.manual_seed`
-            makes layers reproducible).
+        generator: where the layer's random stream starts: a `torch.Generator` (its state is
+            copied into ``rng_state``; the layer draws on its device, so a CUDA generator draws
+            on the GPU; the generator itself is not advanced), an int (a CPU generator seeded
+            with it) or None (a CPU generator seeded from torch's default generator, so
+            `torch.manual_seed` makes layers reproducible).
 
     Raises:
         TypeError: a ``generator`` of the wrong type.
@@ -145,6 +159,7 @@ class NoisyLayer(torch.nn.Module):
     """
 
     noise_types: tuple[NoiseType | None, ...] = ("sum_of_gamma", "gumbel", "gaussian", None)
+    rng_state: torch.Tensor
 
     def __init__(
         self,
@@ -183,15 +198,14 @@ class NoisyLayer(torch.nn.Module):
                     " pass k=..., or noise_type='gumbel'"
                 )
             self.k = float(check_positive_values("k", as_number("k", k), torch.Size())[0])
-        self.generator = _owned_generator(generator)
+        state, self.generator_device = _generator_state(generator)
+        self.register_buffer("rng_state", state)
 
     # ---- noise ------------------------------------------------------------------------------
 
     def sample_noise(self, theta: torch.Tensor) -> torch.Tensor | None:
-        """The noise this layer draws for scores shaped like ``theta``, from its generator.
-
-        Call it outside a `torch.compile`\\ d or `torch.func` transformed function and pass the
-        result as ``noise=`` to the forward (``fullgraph=True``, ensembles under ``vmap``).
+        """The noise this layer draws for scores shaped like ``theta``, from its ``rng_state``
+        (which it advances): what the forward draws when it is given no ``noise``.
 
         Args:
             theta: ``[*batch, *event]`` scores (only their shape, dtype and device are used).
@@ -199,20 +213,21 @@ class NoisyLayer(torch.nn.Module):
         Returns:
             ``[S, *theta.shape]`` noise for ``num_samples=S``, ``theta.shape`` for None, in
             ``theta``'s dtype and on its device; None for ``noise_type=None``.
-
-        Raises:
-            RuntimeError: called inside ``torch.func.vmap`` without ``randomness="same"`` (the
-                samplers draw one tensor from the generator: draw outside, or use "same").
         """
-        return _draw(self, theta)
+        if self.noise_type is None:
+            return None
+        num_samples = -1 if self.num_samples is None else self.num_samples
+        k = 0.0 if self.k is None else self.k
+        args = (self.noise_type, num_samples, k, self.num_terms, self.generator_device)
+        if _is_plain(theta) and _is_plain(self.rng_state):
+            return _draw(theta.shape, theta.dtype, theta.device, self.rng_state, *args)
+        return torch.ops.imle_fn.layer_noise(theta.detach(), self.rng_state, *args)
 
     def _noise_for(self, theta: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor | None:
         """The forward's noise: the caller's, none in eval mode, else a fresh draw."""
-        if noise is not None:
+        if noise is not None or not self.training:
             return noise
-        if not self.training or self.noise_type is None:
-            return None
-        return _draw(self, theta)
+        return self.sample_noise(theta)
 
     def _reduce(self, z: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """``z: [*sample, *theta.shape]`` reduced as ``reduction`` says."""
@@ -222,28 +237,25 @@ class NoisyLayer(torch.nn.Module):
         return z
 
     def manual_seed(self, seed: int) -> NoisyLayer:
-        """Reseed the layer's generator (e.g. each copy of a `copy.deepcopy`\\ d ensemble)."""
-        self.generator.manual_seed(check_int("seed", seed, minimum=0))
-        return self
-
-    # ---- state_dict: the generator's state ------------------------------------------------
-
-    def get_extra_state(self) -> dict[str, Any]:
-        """The generator's state (``torch.Generator.get_state``), saved in the ``state_dict``."""
-        return {"generator": self.generator.get_state()}
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore the generator's state from a ``state_dict``.
+        """Restart the layer's random stream from ``seed`` (on its generator's device), e.g. for
+        each copy of a `copy.deepcopy`\\ d ensemble, whose copies otherwise draw alike.
 
         Raises:
-            ValueError: ``state`` is not what `get_extra_state` saves.
+            ValueError: a negative ``seed``.
         """
-        if not isinstance(state, dict) or not isinstance(state.get("generator"), torch.Tensor):
-            raise ValueError(
-                f"{type(self).__name__}: the state_dict's extra state must be"
-                " {'generator': <a generator state tensor>}"
-            )
-        self.generator.set_state(state["generator"].to("cpu"))
+        seed = check_int("seed", seed, minimum=0)
+        state = torch.Generator(self.generator_device).manual_seed(seed).get_state()
+        with torch.no_grad():
+            self.rng_state.copy_(state)
+        return self
+
+    def _apply(self, fn: Any, recurse: bool = True) -> NoisyLayer:
+        # .to(device) / .cuda() / .to_empty(...) move buffers; the generator state stays on the
+        # host, where torch.Generator.set_state reads it (no device sync per draw).
+        state = self._buffers["rng_state"]
+        super()._apply(fn, recurse)
+        self._buffers["rng_state"] = state
+        return self
 
     def _noise_repr(self) -> str:
         text = f"noise_type={self.noise_type!r}"
@@ -252,35 +264,86 @@ class NoisyLayer(torch.nn.Module):
         return text + f", num_samples={self.num_samples}, reduction={self.reduction!r}"
 
 
-@torch.compiler.disable
-def _draw(layer: NoisyLayer, theta: torch.Tensor) -> torch.Tensor | None:
-    """Draw ``layer``'s noise for ``theta`` eagerly (a graph break under `torch.compile`: the
-    samplers take a generator and run Numba, which dynamo cannot trace)."""
-    if layer.noise_type is None:
-        return None
-    shape = tuple(theta.shape)
-    if layer.num_samples is not None:
-        shape = (layer.num_samples, *shape)
-    options: dict[str, Any] = {
-        "generator": layer.generator,
-        "dtype": theta.dtype,
-        "device": theta.device,
-    }
-    try:
-        if layer.noise_type == "sum_of_gamma":
-            assert layer.k is not None  # set with the law (see __init__)
-            return sum_of_gamma(shape, k=layer.k, num_terms=layer.num_terms, **options)
-        if layer.noise_type == "gumbel":
-            return gumbel(shape, **options)
-        return gaussian(shape, **options)
-    except RuntimeError as err:
-        if _under_functorch(theta) and math.prod(shape) > 0:
-            first = str(err).split(". ")[0]
-            raise RuntimeError(
-                f"{type(layer).__name__}: drawing its noise inside torch.func.vmap needs"
-                " randomness='same' (one draw shared by every slice; the samplers draw one tensor"
-                " from the layer's generator, so randomness='different' is not supported), or"
-                " draw per-slice noise outside with layer.sample_noise and pass it as noise="
-                f" ({first})"
-            ) from err
-        raise
+def _draw(
+    shape: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device,
+    state: torch.Tensor,
+    noise_type: str,
+    num_samples: int,
+    k: float,
+    num_terms: int,
+    generator_device: str,
+) -> torch.Tensor:
+    """Noise ``[num_samples, *shape]`` (``shape`` for ``num_samples < 0``) of ``noise_type`` from
+    a generator restored from ``state``; ``state`` is advanced in place."""
+    generator = torch.Generator(generator_device)
+    generator.set_state(state.clone())  # set_state reads from offset 0: never pass it a view
+    size = tuple(shape) if num_samples < 0 else (num_samples, *shape)
+    options: dict[str, Any] = {"generator": generator, "dtype": dtype, "device": device}
+    if noise_type == "sum_of_gamma":
+        noise = sum_of_gamma(size, k=k, num_terms=num_terms, **options)
+    elif noise_type == "gumbel":
+        noise = gumbel(size, **options)
+    else:
+        noise = gaussian(size, **options)
+    state.copy_(generator.get_state())
+    return noise
+
+
+@torch.library.custom_op("imle_fn::layer_noise", mutates_args=("state",))
+def _layer_noise(
+    like: torch.Tensor,
+    state: torch.Tensor,
+    noise_type: str,
+    num_samples: int,
+    k: float,
+    num_terms: int,
+    generator_device: str,
+) -> torch.Tensor:
+    return _draw(
+        like.shape, like.dtype, like.device, state, noise_type, num_samples, k, num_terms,
+        generator_device,
+    )  # fmt: skip
+
+
+@_layer_noise.register_fake
+def _layer_noise_fake(
+    like: torch.Tensor,
+    state: torch.Tensor,
+    noise_type: str,
+    num_samples: int,
+    k: float,
+    num_terms: int,
+    generator_device: str,
+) -> torch.Tensor:
+    shape = tuple(like.shape) if num_samples < 0 else (num_samples, *like.shape)
+    return like.new_empty(shape)
+
+
+@_layer_noise.register_vmap
+def _layer_noise_vmap(
+    info: Any,
+    in_dims: tuple[Any, ...],
+    like: torch.Tensor,
+    state: torch.Tensor,
+    noise_type: str,
+    num_samples: int,
+    k: float,
+    num_terms: int,
+    generator_device: str,
+) -> tuple[torch.Tensor, int | None]:
+    """Under ``vmap``: one draw shared by every slice when the state is shared (a layer called
+    inside the vmapped function), one draw per slice from its own state when the states are
+    stacked (``functional_call`` over `torch.func.stack_module_state`'s buffers)."""
+    like_dim, state_dim = in_dims[0], in_dims[1]
+    if like_dim is not None:
+        like = like.select(like_dim, 0)  # only the per-slice shape, dtype and device matter
+    args = (noise_type, num_samples, k, num_terms, generator_device)
+    if state_dim is None:
+        return torch.ops.imle_fn.layer_noise(like, state, *args), None
+    draws = [
+        torch.ops.imle_fn.layer_noise(like, state.select(state_dim, v), *args)
+        for v in range(info.batch_size)
+    ]
+    return torch.stack(draws), 0

@@ -46,7 +46,7 @@ class IMLE(NoisyLayer):
         k: Sum-of-Gamma's ``k`` (default: the solver's integer ``k``, e.g. `imle_fn.TopK`).
         num_terms: Sum-of-Gamma's number of terms.
         num_samples: None (one sample, output shaped like ``theta``) or ``S`` (``[S, *theta]``).
-        reduction: ``"none"`` or ``"mean"`` over the samples (see `imle_fn.nn.base.NoisyLayer`).
+        reduction: ``"none"`` or ``"mean"`` over the samples (see `NoisyLayer`).
         generator: a `torch.Generator`, an int seed, or None (seeded from torch's generator).
         event_ndim: trailing dims of one instance (default: ``solver.event_ndim``).
 
@@ -161,7 +161,13 @@ class STE(NoisyLayer):
     Args:
         solver: a `imle_fn.Solver`.
         temperature: input noise temperature (>= 0).
-        noise_type, k, num_terms, num_samples, reduction, generator, event_ndim: as in `IMLE`.
+        noise_type: ``"sum_of_gamma"`` (default), ``"gumbel"``, ``"gaussian"`` or None (no noise).
+        k: Sum-of-Gamma's ``k`` (default: the solver's integer ``k``, e.g. `imle_fn.TopK`).
+        num_terms: Sum-of-Gamma's number of terms.
+        num_samples: None (one sample, output shaped like ``theta``) or ``S`` (``[S, *theta]``).
+        reduction: ``"none"`` or ``"mean"`` over the samples (see `NoisyLayer`).
+        generator: a `torch.Generator`, an int seed, or None (seeded from torch's generator).
+        event_ndim: trailing dims of one instance (default: ``solver.event_ndim``).
 
     Raises:
         TypeError: a ``generator`` of the wrong type.

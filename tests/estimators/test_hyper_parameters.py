@@ -117,19 +117,6 @@ def test_an_annealed_float_with_dynamic_false_compiles_once_per_value() -> None:
     assert compiled_graphs(counter) == 3
 
 
-def test_inductor_anneals_lam_without_recompiling() -> None:
-    """The default backend once (a cold inductor compile takes seconds): five values of a 0-d
-    tensor lam, one graph, gradients equal to eager."""
-    _, fn = CASES["imle"]
-    torch._dynamo.reset()
-    counter = CompileCounterWithBackend("inductor")
-    compiled = torch.compile(fn, backend=counter, fullgraph=True)
-    for value in SCHEDULE[:5]:
-        got, expected = _value_and_grad(compiled, torch.tensor(value)), _value_and_grad(fn, value)
-        torch.testing.assert_close(got, expected)
-    assert compiled_graphs(counter) == 1
-
-
 def test_bad_values_are_refused_when_the_compiled_code_runs() -> None:
     """A tensor or symbolic float has no value while tracing: the op checks it when it runs."""
     _, fn = CASES["imle"]

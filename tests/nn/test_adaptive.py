@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 
 import imle_fn
@@ -55,7 +54,7 @@ def _by_layer(
     linear: torch.nn.Linear, layer: inn.AIMLE, steps: int, *, compiled: bool = False
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     model = torch.nn.Sequential(linear, layer)
-    run = torch.compile(model, backend="aot_eager") if compiled else model
+    run = torch.compile(model, backend="aot_eager", fullgraph=True) if compiled else model
     states, grads = [], []
     for step in range(steps):
         x, w = _data(step)
@@ -77,15 +76,9 @@ def test_the_state_follows_the_hand_threaded_trajectory() -> None:
     assert len(set(betas)) > 2  # beta really moves, both ways or one way, step by step
 
 
-# Dynamo reads .grad of the non-leaf tensors it hands to the frame resumed after a graph break;
-# the UserWarning that read raises is an error under this suite's filterwarnings (and silent
-# otherwise): it is PyTorch's, not a fault of the code under test.
-GRAPH_BREAK_WARNING = "ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"
-
-
-@pytest.mark.filterwarnings(GRAPH_BREAK_WARNING)
 def test_compiled_training_follows_the_same_trajectory() -> None:
-    """torch.compile (graph breaks where the layer draws noise and takes its state)."""
+    """torch.compile(fullgraph=True): the noise drawn in the graph, the state updated by the hook
+    of its statistics sink after the compiled backward."""
     torch.manual_seed(0)
     linear = torch.nn.Linear(5, 6, dtype=F64)
     expected = _by_hand(copy.deepcopy(linear), 4)
@@ -128,7 +121,7 @@ def test_state_dict_round_trips_state_and_noise() -> None:
     for _ in range(2):
         (layer(theta) * theta.detach()).sum().backward()
     saved = copy.deepcopy(layer.state_dict())
-    assert set(saved) == {"state", "_extra_state"}
+    assert set(saved) == {"state", "rng_state"}
     fresh = _layer(beta=3.0, generator=42, step=0.1)  # hyper-parameters are not state
     fresh.load_state_dict(saved)
     assert torch.equal(fresh.state, layer.state) and fresh.beta == layer.beta
@@ -144,4 +137,28 @@ def test_the_state_moves_with_the_layer() -> None:
     (layer(theta) * theta.detach()).sum().backward()
     assert layer.state.dtype == torch.float32 and layer.beta != 0.5
     twin = copy.deepcopy(layer)
-    assert twin._pending is None and torch.equal(twin.state, layer.state)
+    assert torch.equal(twin.state, layer.state)
+    (twin(theta) * theta.detach()).sum().backward()  # the copy updates its own state only
+    assert not torch.equal(twin.state, layer.state)
+
+
+def test_under_functional_call_the_state_is_the_callers_to_thread() -> None:
+    """Stacked AIMLE states under functional_call + vmap: the layers' own buffers stay, and the
+    gradient of the stacked states is each model's statistics, as for imle_fn.aimle."""
+    theta = torch.randn(3, 4, 6, generator=gen(1), dtype=F64)
+    w = torch.randn(3, 4, 6, generator=gen(2), dtype=F64)
+    layers = [_layer(noise_type=None, num_samples=None, beta=0.5 * (e + 1)) for e in range(3)]
+    _, buffers = torch.func.stack_module_state(layers)
+    base = copy.deepcopy(layers[0])
+
+    def loss(b: dict[str, torch.Tensor], t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (torch.func.functional_call(base, b, (t,)) * w).sum()
+
+    states = {"state": buffers["state"]}  # [E, 2]; rng_state (uint8) takes no gradient
+    grads = torch.func.vmap(torch.func.grad(loss))(states, theta, w)
+    for e, layer in enumerate(layers):
+        st = imle_fn.aimle_state(0.5 * (e + 1), dtype=F64).requires_grad_()
+        (imle_fn.aimle(theta[e], None, TOP2, st) * w[e]).sum().backward()
+        assert st.grad is not None and torch.equal(grads["state"][e], st.grad)
+        assert torch.equal(layer.state, imle_fn.aimle_state(0.5 * (e + 1), dtype=F64))
+    assert torch.equal(base.state, layers[0].state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -147,9 +148,11 @@ def test_the_same_seed_gives_the_same_numbers() -> None:
     torch.manual_seed(3)
     d = run(inn.IMLE(TOP2, num_samples=2))
     assert all(torch.equal(x, y) for x, y in zip(c, d, strict=True))
-    shared = gen(9)
-    e = inn.IMLE(TOP2, num_samples=2, generator=shared)
-    assert e.generator is shared
+    given = gen(9)
+    before = given.get_state()
+    e = inn.IMLE(TOP2, noise_type="gumbel", num_samples=2, generator=given)
+    assert torch.equal(_drawn(e, THETA), imle_fn.gumbel((2, 4, 6), generator=gen(9), dtype=F64))
+    assert torch.equal(given.get_state(), before)  # the layer copied the state: given is not used
 
 
 def test_state_dict_round_trips_the_noise_stream() -> None:
@@ -160,22 +163,29 @@ def test_state_dict_round_trips_the_noise_stream() -> None:
     fresh = inn.IMLE(TOP2, num_samples=2, generator=99)
     fresh.load_state_dict(saved)
     assert all(torch.equal(fresh(THETA), x) for x in after)
-    assert set(saved) == {"_extra_state"}  # hyper-parameters are not state
-    torch.save(saved, buffer := __import__("io").BytesIO())
+    assert set(saved) == {"rng_state"}  # hyper-parameters are not state
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
     buffer.seek(0)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     assert torch.equal(fresh(THETA), after[0])
-    with pytest.raises(ValueError, match="extra state"):
-        fresh.set_extra_state({"generator": None})
 
 
-def test_deepcopy_copies_the_generator_and_manual_seed_reseeds() -> None:
+def test_deepcopy_copies_the_stream_and_manual_seed_restarts_it() -> None:
     layer = inn.IMLE(TOP2, num_samples=2, generator=1)
     twin = copy.deepcopy(layer)
-    assert twin.generator is not layer.generator
+    assert twin.rng_state is not layer.rng_state
     assert torch.equal(twin(THETA), layer(THETA))  # same state: same draws
     twin.manual_seed(2)
     assert not torch.equal(twin(THETA), layer(THETA))
+    assert torch.equal(twin.manual_seed(1).rng_state, gen(1).get_state())
+
+
+def test_the_stream_stays_on_the_cpu_when_the_layer_moves() -> None:
+    layer = inn.IMLE(TOP2, num_samples=2, generator=1)
+    state = layer.rng_state
+    assert layer.to(F64).to("meta").rng_state is state and state.device.type == "cpu"
+    assert layer.rng_state.dtype == torch.uint8
 
 
 PERTURB_AND_MAP = ["IMLE", "CentralIMLE", "STE", "AIMLE"]
@@ -185,13 +195,13 @@ PERTURB_AND_MAP = ["IMLE", "CentralIMLE", "STE", "AIMLE"]
 def test_eval_returns_the_noise_free_map_state(name: str) -> None:
     make, function = PAIRS[name]
     layer = make().eval()
-    state = layer.generator.get_state()
+    state = layer.rng_state.clone()
     got = _value_and_grad(lambda t: (layer(t) * W[0]).sum())
     expected = _value_and_grad(lambda t: (function(t, None) * W[0]).sum())
     for a, b in zip(got, expected, strict=True):
         assert torch.equal(a, b)
     assert torch.equal(layer(THETA), imle_fn.map_solve(THETA, TOP2))  # shaped like theta
-    assert torch.equal(layer.generator.get_state(), state)  # no noise drawn
+    assert torch.equal(layer.rng_state, state)  # no noise drawn
     assert layer.train()(THETA).shape == (3, 4, 6)
 
 
@@ -276,23 +286,35 @@ def test_a_three_layer_sequential_model() -> None:
 
 
 def test_ensembles_with_functional_call_and_vmap() -> None:
-    """E models stacked, vmapped over the model dim: noise drawn outside (per model) equals a
-    loop over the models; a draw inside needs randomness='same' (one draw for all)."""
+    """E models stacked, vmapped over the model dim: each draws from its own stacked rng_state
+    (the numbers of the model called on its own, and the stacked states advance); noise drawn
+    outside and passed in equals a loop over the models."""
 
     class Model(torch.nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, seed: int) -> None:
             super().__init__()
             self.inp = torch.nn.Linear(5, 6, dtype=F64)
-            self.select = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=0)
+            self.select = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=seed)
 
         def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
             return self.select(self.inp(x), noise)
 
     torch.manual_seed(1)
-    models = [Model() for _ in range(4)]
+    models = [Model(seed) for seed in range(4)]
     params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
+    base = Model(0).to("meta")
     x = torch.randn(4, 5, generator=gen(5), dtype=F64)
+
+    def drawn_inside(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
+        return functional_call(base, (p, b), (x,))
+
+    for _ in range(2):  # the stacked states advance like the models' own
+        got = vmap(drawn_inside)(params, buffers)  # [E, S, B, n]; vmap's default randomness
+        for e, model in enumerate(models):
+            torch.testing.assert_close(got[e], model(x))  # the same draws: equal 0/1 states
+            assert torch.equal(buffers["select.rng_state"][e], model.select.rng_state)
+    assert not torch.equal(got[0], got[1])
+
     noise = imle_fn.gumbel((4, 3, 4, 6), generator=gen(6), dtype=F64)  # [E, S, B, n]
 
     def loss(
@@ -305,18 +327,14 @@ def test_ensembles_with_functional_call_and_vmap() -> None:
         (model(x, noise[e]) * W).sum().backward()
         torch.testing.assert_close(grads["inp.weight"][e], model.inp.weight.grad)
 
-    def drawn_inside(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-        return functional_call(base, (p, b), (x,))
 
-    base.select.manual_seed(8)
-    same = vmap(drawn_inside, randomness="same")(params, buffers)  # [E, S, B, n]
-    shared = imle_fn.gumbel((3, 4, 6), generator=gen(8), dtype=F64)
-    for e, model in enumerate(models):
-        assert torch.equal(same[e], model(x, shared))
-    with pytest.raises(RuntimeError, match=r"needs randomness='same'.*data pointer"):
-        vmap(drawn_inside, randomness="different")(params, buffers)
-    with pytest.raises(RuntimeError, match=r"needs randomness='same'.*randomness error mode"):
-        vmap(drawn_inside)(params, buffers)
+def test_a_layer_inside_vmap_with_its_own_state_draws_once_for_every_slice() -> None:
+    layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=2)
+    thetas = torch.randn(5, 4, 6, generator=gen(7), dtype=F64)
+    got = vmap(layer)(thetas)  # [V, S, B, n]
+    noise = imle_fn.gumbel((3, 4, 6), generator=gen(2), dtype=F64)
+    for v in range(5):
+        assert torch.equal(got[v], imle_fn.imle(thetas[v], noise, TOP2))
 
 
 PUBLIC = [getattr(inn, name) for name in inn.__all__ if inspect.isclass(getattr(inn, name))]
