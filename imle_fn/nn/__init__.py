@@ -26,6 +26,10 @@ What the layers share:
 * **state_dict.** ``rng_state`` is a buffer (a CPU ``uint8`` tensor that stays on the CPU when
   the layer moves), so saving and loading a model restores its noise stream; `AIMLE`'s
   ``[beta, ema]`` is the buffer ``state``. Hyper-parameters are construction arguments, not state.
+  Being a buffer, ``rng_state`` is also what `torch.nn.parallel.DistributedDataParallel`
+  broadcasts from rank 0 before each forward (``broadcast_buffers=True``, its default): every
+  rank then draws the same noise. For independent noise per rank, reseed each rank
+  (``layer.manual_seed(seed + rank)``) and pass ``broadcast_buffers=False``.
 * **Hyper-parameters** (``lam``, ``alpha``, temperatures, ``sigma``, AIMLE's ``target`` /
   ``step`` / ``decay``) are attributes you may change between steps (``layer.lam = 0.5``; Python
   numbers, NumPy scalars and 0-d tensors): under `torch.compile` they are graph data, so an

@@ -143,6 +143,13 @@ def test_a_bad_sigma_of_the_fenchel_young_loss_is_refused_when_compiled() -> Non
         _value_and_grad(compiled, torch.tensor(-0.5))
 
 
+def test_opcheck_check_hyper() -> None:
+    value = torch.tensor(0.5, dtype=F64)
+    torch.library.opcheck(torch.ops.imle_fn.check_hyper.default, (value, "sigma", "nonnegative"))
+    with pytest.raises(ValueError, match="sigma: expected >= 0"):
+        torch.ops.imle_fn.check_hyper(-value, "sigma", "nonnegative")
+
+
 def test_what_tracing_can_check_is_checked_while_tracing() -> None:
     _, fn = CASES["imle"]
     compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)

@@ -123,6 +123,15 @@ def _drawn(layer: inn.NoisyLayer, theta: torch.Tensor) -> torch.Tensor:
     return noise
 
 
+def test_opcheck_layer_noise() -> None:
+    """The draw's custom op (it mutates rng_state): schema, fake, autograd registration, AOT."""
+    for noise_type, num_samples in [("sum_of_gamma", 3), ("gumbel", -1), ("gaussian", 2)]:
+        torch.library.opcheck(
+            torch.ops.imle_fn.layer_noise.default,
+            (torch.randn(4, 6), gen(0).get_state(), noise_type, num_samples, 2.0, 10, "cpu"),
+        )
+
+
 def test_sum_of_gamma_takes_k_from_the_solver_or_the_argument() -> None:
     assert inn.IMLE(imle_fn.TopK(3)).k == 3.0
     assert inn.IMLE(imle_fn.Ranking(), k=2.5).k == 2.5
@@ -354,3 +363,30 @@ def test_layer_docstrings_name_their_errors_and_paper(name: str) -> None:
     doc = inspect.getdoc(getattr(inn, name)) or ""
     assert "Raises:" in doc and "References:" in doc and PAPERS[name] in doc
     assert getattr(inn, name) in PUBLIC
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_layers_on_cuda() -> None:
+    """On a GPU: the stream stays on the host, the noise lands on theta's device (a CPU
+    generator's draws, copied; a CUDA generator draws there), AIMLE's state and sink move,
+    and a compiled training forward gives the eager numbers."""
+    theta = torch.randn(4, 6, generator=gen(1)).cuda().requires_grad_()
+    layer = inn.IMLE(TOP2, num_samples=3, generator=0).cuda()
+    assert layer.rng_state.device.type == "cpu"
+    z = layer(theta)
+    host = inn.IMLE(TOP2, num_samples=3, generator=0)
+    assert z.device == theta.device and torch.equal(z.cpu(), host(theta.detach().cpu()))
+    on_gpu = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=torch.Generator("cuda"))
+    on_gpu.manual_seed(5)
+    expected = imle_fn.gumbel(
+        (3, 4, 6), generator=torch.Generator("cuda").manual_seed(5), device="cuda"
+    )
+    assert torch.equal(_drawn(on_gpu, theta), expected)
+    adaptive = inn.AIMLE(TOP2, step=0.1, generator=0).cuda()
+    (adaptive(theta) * theta.detach()).sum().backward()
+    assert adaptive.state.device.type == "cuda" and adaptive.beta != 1.0
+    twin = copy.deepcopy(layer)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    for lam in (1.0, 0.5):
+        layer.lam = twin.lam = lam
+        assert torch.equal(compiled(theta), twin(theta))
