@@ -9,6 +9,7 @@ API. Keep every oracle's behaviour fixed: tests and benchmark figures depend on 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,11 +33,15 @@ __all__ = [
     "heapq_dijkstra_batch",
     "heapq_dijkstra_lean",
     "heapq_dijkstra_lean_batch",
+    "k_subset_states",
     "naive_dbb_in_costs",
     "naive_learning",
     "naive_reference",
     "naive_sum_of_gamma",
     "naive_topk",
+    "naive_topk_log_partition",
+    "naive_topk_log_partition_loop",
+    "naive_topk_marginals",
     "neighbours",
     "rules_oracle",
 ]
@@ -115,6 +120,77 @@ def naive_topk(theta: list[float], k: int) -> list[float]:
     order = sorted(range(len(theta)), key=lambda i: (-theta[i], i))  # ties: lower index first
     chosen = set(order[:k])
     return [1.0 if i in chosen else 0.0 for i in range(len(theta))]
+
+
+# Enumeration beyond this many states is refused (it would be slow and memory-hungry).
+MAX_STATES = 1_000_000
+
+
+def k_subset_states(
+    n: int, k: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """All ``n choose k`` states ``[n choose k, n]`` of the k-subset family, in lexicographic order.
+
+    The enumeration behind `naive_topk_log_partition` and `naive_topk_marginals`, and the state
+    list of the synthetic top-k benchmark (bench/bench_topk_synthetic.py); refuses more than 1e6
+    states.
+    """
+    count = math.comb(n, k)
+    if count > MAX_STATES:
+        raise ValueError(f"n, k: {n} choose {k} = {count} states, more than {MAX_STATES}")
+    index = torch.tensor(list(itertools.combinations(range(n), k)), dtype=torch.long)  # [M, k]
+    states = torch.zeros(count, n, dtype=dtype)
+    if k > 0:
+        states.scatter_(1, index, 1.0)
+    return states.to(device)
+
+
+def _state_logits(theta: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(states [M, n], logits [*batch, M])``; a state holding a masked (-inf) item gets -inf."""
+    states = k_subset_states(theta.shape[-1], k, dtype=theta.dtype, device=theta.device)
+    finite = torch.isfinite(theta)
+    logits = torch.where(finite, theta, 0.0) @ states.T  # [*batch, M]
+    masked = (~finite).to(theta.dtype) @ states.T > 0
+    return states, logits.masked_fill(masked, -math.inf)
+
+
+def naive_topk_log_partition(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch]`` log-partition by enumeration: ``logsumexp`` over the ``n choose k`` states.
+
+    The oracle for `imle_fn.estimators.k_subset.topk_log_partition` (tests/estimators/test_k_subset.py).
+    """
+    _, logits = _state_logits(theta, k)
+    return torch.logsumexp(logits, dim=-1)
+
+
+def naive_topk_marginals(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch, n]`` marginals by enumeration: ``softmax(logits) @ states``, differentiable.
+
+    The oracle for `imle_fn.estimators.k_subset.topk_marginals`, and (through `torch.func.jacrev`)
+    for SIMPLE's gradient (tests/estimators/test_k_subset.py, test_subset_sampling.py).
+    """
+    states, logits = _state_logits(theta, k)
+    return torch.softmax(logits, dim=-1) @ states
+
+
+def naive_topk_log_partition_loop(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch]`` log-partition by the textbook sequential DP, one Python step per item, not in
+    log space: ``E_i[c] = E_{i-1}[c] + w_i E_{i-1}[c - 1]`` with ``w_i = exp(theta_i - max theta)``.
+
+    What a user writes first; its gradient (autograd, ``torch.func.grad`` or ``jacrev``) gives the
+    marginals. Finite scores only, and it overflows once ``e_k`` passes the dtype's range
+    (``n choose k`` near 1e308 in float64): the baseline of bench/bench_simple.py, not an oracle for
+    large instances.
+    """
+    shift = theta.detach().amax(-1, keepdim=True)  # [*batch, 1]
+    w = torch.exp(theta - shift)  # [*batch, n]
+    table = torch.zeros((*theta.shape[:-1], k + 1), dtype=theta.dtype)
+    table[..., 0] = 1.0
+    for i in range(theta.shape[-1]):
+        table = torch.cat(
+            [table[..., :1], table[..., 1:] + w[..., i : i + 1] * table[..., :-1]], -1
+        )
+    return torch.log(table[..., k]) + k * shift[..., 0]
 
 
 # --------------------------------------------------------------------- grid shortest path

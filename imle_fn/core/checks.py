@@ -30,6 +30,7 @@ __all__ = [
     "check_generator",
     "check_grid",
     "check_int",
+    "check_k_subset_scores",
     "check_no_nan",
     "check_nonnegative",
     "check_positive",
@@ -37,6 +38,7 @@ __all__ = [
     "check_shape",
     "check_solver_output",
     "check_state_tensor",
+    "check_unit_interval",
     "first_bad_instance",
     "is_int",
 ]
@@ -324,4 +326,34 @@ def check_estimator_inputs(theta: object, noise: object) -> None:
         raise ValueError(
             f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"
             f" to theta's), got {tuple(noise.shape)}"
+        )
+
+
+def check_k_subset_scores(name: str, flat: torch.Tensor, k: int) -> None:
+    """Scores ``flat: [N, n]`` of the k-subset family: no NaN or ``+inf``, and at least ``k`` finite
+    scores in every instance (``-inf`` masks an item); ValueError naming the first bad instance."""
+    check_no_nan(name, flat)
+    bad = first_bad_instance(flat == math.inf)
+    if bad is not None:
+        raise ValueError(
+            f"{name}: contains +inf at instance {bad} (of {flat.shape[0]}); scores are finite,"
+            " or -inf to mask an item"
+        )
+    finite = torch.isfinite(flat).sum(-1)  # [N]
+    short = first_bad_instance((finite < k)[:, None])
+    if short is not None:
+        raise ValueError(
+            f"{name}: instance {short} (of {flat.shape[0]}) has {int(finite[short])} finite scores,"
+            f" fewer than k = {k}: no k-subset avoids its masked (-inf) items"
+        )
+
+
+def check_unit_interval(name: str, flat: torch.Tensor) -> None:
+    """``flat: [N, ...]`` holds uniforms: every value in ``[0, 1]`` (NaN refused); ValueError naming
+    the first bad instance."""
+    bad = first_bad_instance(~((flat >= 0) & (flat <= 1)))
+    if bad is not None:
+        raise ValueError(
+            f"{name}: expected uniforms in [0, 1] (e.g. torch.rand), got a value outside at"
+            f" instance {bad} (of {flat.shape[0]})"
         )

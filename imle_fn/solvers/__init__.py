@@ -2,7 +2,8 @@
 
 * `grid`: shortest paths on grids (`GridShortestPath`; the Numba Dijkstra, or the pure-torch twin in
   `grid_torch` with ``backend="torch"``), with the problem's shared policies in `grid_rules`.
-* `topk`: the k-subset maximiser `TopK` and the exact k-subset family by enumeration.
+* `topk`: the k-subset maximiser `TopK` (the family's exact marginals and samples are estimators'
+  business: `imle_fn.estimators.k_subset`).
 
 Import rule: solvers import ``imle_fn.core``, ``imle_fn._kernels`` and each other; never an
 estimator, ``imle_fn.distributed`` or an app. A new solver goes here as its own module.
@@ -10,7 +11,7 @@ estimator, ``imle_fn.distributed`` or an app. A new solver goes here as its own 
 
 from imle_fn.solvers.grid import GridShortestPath, TorchGridShortestPath, path_cost, shortest_path
 from imle_fn.solvers.grid_torch import shortest_path_torch
-from imle_fn.solvers.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
+from imle_fn.solvers.topk import TopK, topk_map
 
 __all__ = [
     "GridShortestPath",
@@ -19,8 +20,5 @@ __all__ = [
     "path_cost",
     "shortest_path",
     "shortest_path_torch",
-    "topk_log_partition",
     "topk_map",
-    "topk_marginals",
-    "topk_states",
 ]
