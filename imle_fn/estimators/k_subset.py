@@ -141,13 +141,11 @@ def _lse(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.T
     """``(logsumexp(x, dim), exp(x - shift), sum)`` with the sum kept in ``dim``; an all ``-inf``
     slice gives ``-inf`` (sum 1, terms 0), and every derivative stays finite where
     torch.logsumexp's are NaN."""
-    shift = x.detach().amax(dim, keepdim=True)
-    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    shift = torch.nan_to_num(x.detach().amax(dim, keepdim=True), neginf=0.0)  # -inf - -inf: NaN
     e = torch.exp(x - shift)
     total = e.sum(dim, keepdim=True)
-    positive = total > 0
-    safe = torch.where(positive, total, torch.ones_like(total))
-    out = torch.where(positive, torch.log(safe) + shift, torch.full_like(total, NEG_INF))
+    safe = total.clamp_min(1.0)  # a slice with a finite entry sums to >= 1 (its largest term is 1)
+    out = (torch.log(safe) + shift).masked_fill(total == 0, NEG_INF)
     return out.squeeze(dim), e, safe
 
 
@@ -159,22 +157,22 @@ def _mean(
     return (e * tangents).sum(dim) / total.squeeze(dim)
 
 
-def _pairs(rows: int, cols: int, offset: int, bound: int, device: torch.device) -> torch.Tensor:
-    """``[rows, cols]`` index ``r + offset * c`` (offset = -1: ``r - c``; +1: ``r + c``) clamped to
-    ``[0, bound]``, and ``-1`` where it falls outside (the caller masks those)."""
-    r = torch.arange(rows, device=device)[:, None]
-    c = torch.arange(cols, device=device)[None, :]
-    j = r + offset * c
-    return torch.where((j >= 0) & (j <= bound), j, torch.full_like(j, -1))
+def _shifted(x: torch.Tensor, top: int, fill: float) -> torch.Tensor:
+    """``[*lead, d + 1] -> [*lead, top + 1, d + 1]``: entry ``[c, a]`` is ``x[c - a]`` (``fill``
+    outside ``0 <= c - a <= d``): the anti-diagonals of a polynomial product."""
+    degree = x.shape[-1] - 1
+    padded = torch.nn.functional.pad(x, (degree, top), value=fill)  # x at [d, 2d]
+    rows = torch.arange(degree, degree + top + 1, device=x.device)
+    index = rows[:, None] - torch.arange(degree + 1, device=x.device)  # c - a + d, in range
+    return padded[..., index]  # plain indexing: it has vmap rules for itself and its backward
 
 
-def _gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[..., index]`` with ``-inf`` where ``index == -1``: ``[*lead, s] -> [*lead, *index.shape]``."""
-    return x[..., index.clamp(min=0)].masked_fill(index < 0, NEG_INF)
-
-
-def _tangent_gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return x[..., index.clamp(min=0)].masked_fill(index < 0, 0.0)
+def _summed(x: torch.Tensor, degree: int, fill: float) -> torch.Tensor:
+    """``[*lead, top + 1] -> [*lead, d + 1, d + 1]``: entry ``[a, b]`` is ``x[a + b]`` (``fill``
+    beyond ``top``)."""
+    padded = torch.nn.functional.pad(x, (0, 2 * degree + 1 - x.shape[-1]), value=fill)
+    a = torch.arange(degree + 1, device=x.device)
+    return padded[..., a[:, None] + a]  # [*lead, d + 1, d + 1]
 
 
 Level = tuple[torch.Tensor, torch.Tensor | None]
@@ -206,13 +204,12 @@ def inside_tables(leaf: Leaves) -> list[Level]:
     levels: list[Level] = [(values, tangents)]
     while values.shape[-2] > 1:
         top = min(2 * degree, k)
-        index = _pairs(top + 1, degree + 1, -1, degree, values.device)  # [c, a] -> c - a
         left, right = values[..., 0::2, :], values[..., 1::2, :]  # [N, m, d + 1]
-        terms = left[..., None, :] + _gather(right, index)  # [N, m, top + 1, d + 1]
+        terms = left[..., None, :] + _shifted(right, top, NEG_INF)  # [N, m, top + 1, d + 1]
         values, e, total = _lse(terms, -1)  # [N, m, top + 1]
         if tangents is not None:
             t_left, t_right = tangents[..., 0::2, :], tangents[..., 1::2, :]
-            t_terms = t_left[..., None, :] + _tangent_gather(t_right, index)
+            t_terms = t_left[..., None, :] + _shifted(t_right, top, 0.0)
             tangents = _mean((e, total), t_terms, -1)
         degree = top
         levels.append((values, tangents))
@@ -226,16 +223,15 @@ def _outside_leaves(levels: list[Level], k: int) -> Level:
     outside = torch.where(degrees == k, 0.0, NEG_INF).to(root.dtype).expand_as(root)
     has_tangents = levels[-1][1] is not None
     t_outside = torch.zeros_like(root) if has_tangents else None
-    for (children, t_children), (parents, _) in zip(levels[-2::-1], levels[:0:-1], strict=True):
-        degree, top = children.shape[-1] - 1, parents.shape[-1] - 1
-        index = _pairs(degree + 1, degree + 1, 1, top, root.device)  # [a, b] -> a + b
+    for children, t_children in levels[-2::-1]:  # from the root's children down to the leaves
+        degree = children.shape[-1] - 1
         left, right = children[..., 0::2, :], children[..., 1::2, :]  # [N, m, d + 1]
-        above = _gather(outside, index)  # [N, m, a, b]: O_N[a + b]
+        above = _summed(outside, degree, NEG_INF)  # [N, m, a, b]: O_N[a + b]
         o_left, e_left, s_left = _lse(right[..., None, :] + above, -1)  # [N, m, d + 1], over b
         o_right, e_right, s_right = _lse(left[..., :, None] + above, -2)  # [N, m, d + 1], over a
         outside = torch.stack([o_left, o_right], -2).flatten(-3, -2)  # [N, 2m, d + 1]
         if t_outside is not None and t_children is not None:
-            t_above = _tangent_gather(t_outside, index)
+            t_above = _summed(t_outside, degree, 0.0)
             t_left, t_right = t_children[..., 0::2, :], t_children[..., 1::2, :]
             t_o_left = _mean((e_left, s_left), t_right[..., None, :] + t_above, -1)
             t_o_right = _mean((e_right, s_right), t_left[..., :, None] + t_above, -2)
