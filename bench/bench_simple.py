@@ -11,6 +11,9 @@ instance ``theta: [n]`` (float64, N(0, 1) scores) per call:
 * ``marginals VJP n=100 k=10``, ``marginals VJP n=1000 k=10``: SIMPLE's backward, the closed-form
   ``J_mu^T v`` (`imle_fn.topk_marginals_vjp`), against the VJP of ``jacrev`` of that DP (autograd
   through autograd);
+* ``sample n=... k=10 S=10``: 10 exact samples, the tree's top-down sampler (`imle_fn.topk_sample`)
+  against sequential sampling with the suffix tables (`tests.naive.naive_topk_sample`: a Python
+  loop over the items, vectorised over the samples);
 * ``SIMPLE step n=... k=10``: one `imle_fn.simple` forward (10 exact samples) and backward,
   against the cheapest estimator on the same problem: `imle_fn.ste` with `imle_fn.TopK`
   (Perturb-and-MAP with Gumbel noise, a sort forward, identity backward).
@@ -29,8 +32,8 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 from torch.func import jacrev, vjp
 
-from imle_fn import TopK, gumbel, simple, ste, topk_marginals, topk_marginals_vjp
-from tests.naive import naive_topk_log_partition_loop, naive_topk_marginals
+from imle_fn import TopK, gumbel, simple, ste, topk_marginals, topk_marginals_vjp, topk_sample
+from tests.naive import naive_topk_log_partition_loop, naive_topk_marginals, naive_topk_sample
 
 K = 10
 SIZES = [100, 1000]
@@ -84,6 +87,16 @@ def test_marginals_vjp(benchmark: BenchmarkFixture, n: int, method: str) -> None
     else:
         out = _run(benchmark, group, lambda: _naive_marginals_vjp(v, theta))
     torch.testing.assert_close(out, topk_marginals_vjp(v, theta, K))
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("method", ["tree", "sequential"])
+def test_sample(benchmark: BenchmarkFixture, n: int, method: str) -> None:
+    theta = _theta(n)
+    noise = torch.rand(10, n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    fn = {"tree": topk_sample, "sequential": naive_topk_sample}[method]
+    z = _run(benchmark, f"sample n={n} k={K} S=10", lambda: fn(theta, noise, K))
+    assert torch.equal(z.sum(-1), torch.full((10,), float(K), dtype=torch.float64))
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -42,6 +42,7 @@ __all__ = [
     "naive_topk_log_partition",
     "naive_topk_log_partition_loop",
     "naive_topk_marginals",
+    "naive_topk_sample",
     "neighbours",
     "rules_oracle",
 ]
@@ -191,6 +192,30 @@ def naive_topk_log_partition_loop(theta: torch.Tensor, k: int) -> torch.Tensor:
             [table[..., :1], table[..., 1:] + w[..., i : i + 1] * table[..., :-1]], -1
         )
     return torch.log(table[..., k]) + k * shift[..., 0]
+
+
+def naive_topk_sample(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact k-subset samples ``[S, n]`` for ONE instance ``theta: [n]`` (finite scores) by
+    sequential sampling: suffix log-partitions ``B_i[c] = log e_c(w_i, ..., w_n)`` (a Python loop
+    over the items), then item by item ``P(z_i = 1 | r ones left) = w_i e_{r-1}(i+1..) / e_r(i..)``
+    against the uniform ``noise[:, i]`` (``noise: [S, n]``).
+
+    The textbook sampler (SIMPLE's authors' shape): the baseline of bench/bench_simple.py.
+    """
+    n = theta.shape[-1]
+    suffix = [torch.full((k + 1,), -math.inf, dtype=theta.dtype) for _ in range(n + 1)]
+    suffix[n][0] = 0.0
+    for i in range(n - 1, -1, -1):
+        take = torch.cat([suffix[i + 1].new_full((1,), -math.inf), suffix[i + 1][:-1] + theta[i]])
+        suffix[i] = torch.logaddexp(suffix[i + 1], take)
+    left = torch.full(noise.shape[:1], k, dtype=torch.long)  # [S] ones still to place
+    z = torch.zeros(noise.shape, dtype=theta.dtype)
+    for i in range(n):
+        prob = torch.exp(theta[i] + suffix[i + 1][(left - 1).clamp(min=0)] - suffix[i][left])
+        chosen = (left > 0) & (noise[:, i] < prob)
+        z[:, i] = chosen.to(theta.dtype)
+        left = left - chosen.long()
+    return z
 
 
 # --------------------------------------------------------------------- grid shortest path

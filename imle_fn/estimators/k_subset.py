@@ -1,4 +1,4 @@
-"""The exact k-subset exponential family in O(n k), in log space: log-partition, marginals, their VJP.
+"""The exact k-subset exponential family in log space: log-partition, marginals, their VJP.
 
 States ``z in {0, 1}^n`` with exactly ``k`` ones, ``p(z; theta) = exp(<theta, z> - A(theta))``;
 ``A(theta) = log e_k(exp(theta))`` is the log of the k-th elementary symmetric polynomial of the
@@ -6,26 +6,28 @@ weights ``w_i = exp(theta_i)``, i.e. the coefficient of ``x^k`` in ``prod_i (1 +
 ``-inf`` masks an item (``w_i = 0``: never chosen).
 
 **The dynamic programme.** The product is formed by a balanced binary tree over the items (padded to
-a power of two with masked items): a leaf holds the log-coefficients ``[0, theta_i]`` of
-``1 + w_i x``; an inner node the log-coefficients, truncated at degree ``k``, of its children's
-product, ``N[c] = logsumexp_a (L[a] + R[c - a])`` ("inside" values). ``A(theta)`` is the root's
-degree-``k`` entry. The "outside" values ``O[c] = log e_{k-c}(items outside the node)`` run back down
-(``O_L[a] = logsumexp_b (R[b] + O_N[a + b])``), and the marginal of item ``i`` is
-``mu_i = sigmoid(theta_i + O_i[1] - O_i[0])``. Work and memory are O(n k) (O(n min(n, 2k)) at most),
-in ``log2(n)`` vectorised steps rather than ``n`` sequential ones, so the whole computation is a
-short sequence of batched torch ops: it runs on any device and composes with `torch.func` and
-`torch.compile`.
+a power of two with items ``1``): a leaf holds the log-coefficients ``(l0, l1)`` of its item's
+polynomial (``(0, theta_i)``); an inner node the log-coefficients, truncated at degree ``k``, of its
+children's product, ``N[c] = logsumexp_a (L[a] + R[c - a])`` ("inside" values). ``A(theta)`` is the
+root's degree-``k`` entry. The "outside" values ``O[c] = log e_{k-c}(the items outside the node)``
+run back down (``O_L[a] = logsumexp_b (R[b] + O_N[a + b])``), and the marginal of item ``i`` is
+``mu_i = sigmoid(l1 + O_i[1] - l0 - O_i[0])``. For ``k > n / 2`` the tree counts the ``n - k``
+items left out instead (`leaves`), so work and memory are O(n min(k, n - k)), in ``log2(n)``
+vectorised steps rather than ``n`` sequential ones: a short sequence of batched torch ops that runs
+on any device and composes with `torch.func` and `torch.compile`.
 
 **Derivatives.** `topk_log_partition` and `topk_marginals` are plain torch ops, differentiable to any
-order (the log-sum-exp used here has NaN-free derivatives on all ``-inf`` slices). The VJP of the
-marginals, ``J_mu(theta)^T v`` with ``J_mu = Cov(z)`` symmetric, is computed in closed form by
-`topk_marginals_vjp`: forward-mode tangents carried through the same inside-outside passes (each
-tangent a conditional expectation, so no signs or cancellations in log space).
+order (the log-sum-exp used here has NaN-free derivatives on all-``-inf`` slices, where
+``torch.logsumexp``'s are NaN). The VJP of the marginals, ``J_mu(theta)^T v`` with ``J_mu = Cov(z)``
+symmetric, is computed in closed form by `topk_marginals_vjp`: forward-mode tangents carried through
+the same inside-outside passes (each tangent a conditional expectation of ``<v, z>``, so no signs
+and no cancellations in log space).
 
-Everything is exact up to floating-point rounding: scores are shifted by their largest finite
-value, and the tree adds ``log2(n)`` levels of rounding. Computations run in ``theta``'s dtype
-(float16 and bfloat16 in float32); in float32 the marginals' error grows with ``|A(theta)|``
-(about ``|A| * 1e-7``).
+**Accuracy.** Exact up to floating-point rounding: scores are shifted to a largest finite value of 0
+and the tree adds ``log2(n)`` levels of rounding. Computations run in ``theta``'s dtype (float16 and
+bfloat16 in float32). In float32 the marginals' absolute error is about ``1e-7`` times the size of
+the shifted log-partition ``|A(theta - max theta)|`` of the side the tree counts (tests/estimators/
+test_k_subset.py pins twice that).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "Leaves",
     "flat_instances",
     "inside_tables",
+    "is_plain",
     "leaves",
     "subset_size",
     "topk_log_partition",
@@ -72,7 +75,7 @@ def _work_dtype(theta: torch.Tensor) -> torch.dtype:
     return theta.dtype if theta.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _is_plain(theta: torch.Tensor) -> bool:
+def is_plain(theta: torch.Tensor) -> bool:
     """An ordinary eager tensor, whose values may be inspected (no vmap/grad wrapper, no fakes)."""
     return (
         type(theta) is torch.Tensor
@@ -247,7 +250,7 @@ def _feasible(theta: torch.Tensor, k: int) -> torch.Tensor:
 def _check(theta: torch.Tensor, k: object) -> int:
     check_floating_tensor("theta", theta)
     k = subset_size(k, theta)
-    if _is_plain(theta) and theta.numel():
+    if is_plain(theta) and theta.numel():
         check_k_subset_scores("theta", flat_instances(theta.detach()), k)
     return k
 

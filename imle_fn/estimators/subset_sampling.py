@@ -41,9 +41,9 @@ from imle_fn.core.checks import (
 )
 from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, num_sample_dims, reduce_to_theta
 from imle_fn.estimators.k_subset import (
-    _is_plain,
     flat_instances,
     inside_tables,
+    is_plain,
     leaves,
     subset_size,
     topk_marginals_vjp,
@@ -166,7 +166,7 @@ def _sample_vmap(
 def _sample_any(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
     """The sampler on detached inputs: directly for plain tensors, else through the custom op."""
     theta, noise = theta.detach(), noise.detach()
-    if _is_plain(theta) and _is_plain(noise):
+    if is_plain(theta) and is_plain(noise):
         return _sample(theta, noise, k)
     return torch.ops.imle_fn.topk_sample(theta, noise, k)
 

@@ -20,7 +20,12 @@ from torch.func import grad, jacrev, vmap
 
 from imle_fn.estimators.k_subset import topk_marginals
 from imle_fn.estimators.subset_sampling import simple, simple_vjp, topk_sample
-from tests.naive import k_subset_states, naive_topk_log_partition, naive_topk_marginals
+from tests.naive import (
+    k_subset_states,
+    naive_topk_log_partition,
+    naive_topk_marginals,
+    naive_topk_sample,
+)
 
 F64 = torch.float64
 INF = math.inf
@@ -78,6 +83,15 @@ def test_marginal_frequencies_match_the_exact_marginals_within_the_sampling_erro
         se = (mu * (1 - mu) / num).sqrt()
         assert bool(((z.mean(0) - mu).abs() <= 5 * se + 1e-12).all())
         assert z[:, 1, ::4].sum() == 0
+
+
+def test_the_sequential_baseline_sampler_is_exact_too() -> None:
+    """The benchmark's baseline (tests.naive.naive_topk_sample), same seeded 5-standard-error check."""
+    theta = 2 * torch.randn(12, generator=gen(30), dtype=F64)
+    z = naive_topk_sample(theta, uniforms((10_000, 12), seed=31), 4)
+    assert torch.equal(z.sum(-1), torch.full((10_000,), 4.0, dtype=F64))
+    mu = topk_marginals(theta, 4)
+    assert bool(((z.mean(0) - mu).abs() <= 5 * (mu * (1 - mu) / 10_000).sqrt()).all())
 
 
 def test_samples_are_k_hot_deterministic_and_shaped_like_the_noise() -> None:
