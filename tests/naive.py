@@ -168,7 +168,7 @@ def naive_topk_marginals(theta: torch.Tensor, k: int) -> torch.Tensor:
     """``[*batch, n]`` marginals by enumeration: ``softmax(logits) @ states``, differentiable.
 
     The oracle for `imle_fn.estimators.k_subset.topk_marginals`, and (through `torch.func.jacrev`)
-    for SIMPLE's gradient (tests/estimators/test_k_subset.py, test_subset_sampling.py).
+    for SIMPLE's gradient (tests/estimators/test_k_subset.py, test_simple_estimator.py).
     """
     states, logits = _state_logits(theta, k)
     return torch.softmax(logits, dim=-1) @ states

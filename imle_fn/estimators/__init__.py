@@ -4,9 +4,9 @@
 `imle_central` (central differences, `central`), `dbb` (blackbox backprop, `blackbox`), `perturbed`
 (perturbed optimizers, `perturbed_optimizer`) with `fenchel_young_loss` (`fenchel_young`), `ste`
 (straight-through, `straight_through`), and `simple` (SIMPLE: exact k-subset samples with the exact
-marginals' gradient, `subset_sampling`; no solver, so it takes ``(theta, noise, k)``) over the exact
-k-subset family in O(n k) (`topk_log_partition`, `topk_marginals`, `topk_marginals_vjp`, `topk_sample`;
-`k_subset`). Each module holds the estimator's VJP as a plain function
+marginals' gradient, `simple_estimator`; no solver, so it takes ``(theta, noise, k)``) over the exact
+k-subset family in O(n k) (`topk_log_partition`, `topk_marginals`, `topk_marginals_vjp` in
+`k_subset`; the sampler `topk_sample` in `k_subset_sampling`). Each module holds the estimator's VJP as a plain function
 (``*_vjp``), its hyper-parameters as an `imle_fn.core.Estimator` and the public function that wires
 them together with `imle_fn.core.estimate`.
 
@@ -20,9 +20,10 @@ from imle_fn.estimators.central import CentralIMLE, imle_central, imle_central_v
 from imle_fn.estimators.fenchel_young import fenchel_young_loss
 from imle_fn.estimators.implicit_mle import IMLE, imle, imle_vjp
 from imle_fn.estimators.k_subset import topk_log_partition, topk_marginals, topk_marginals_vjp
+from imle_fn.estimators.k_subset_sampling import topk_sample
 from imle_fn.estimators.perturbed_optimizer import Perturbed, perturbed, perturbed_vjp
+from imle_fn.estimators.simple_estimator import SIMPLE, simple, simple_vjp
 from imle_fn.estimators.straight_through import STE, ste, ste_vjp
-from imle_fn.estimators.subset_sampling import SIMPLE, simple, simple_vjp, topk_sample
 
 __all__ = [
     "AIMLE",

@@ -3,7 +3,8 @@
 The k-subset family over ``n`` items has states ``z in {0, 1}^n`` with exactly ``k`` ones and
 ``p(z; theta) = exp(<theta, z> - A(theta))``. Its MAP state is the indicator of the ``k`` largest
 scores (`TopK`). The family's exact log-partition, marginals and samples are in
-`imle_fn.estimators.k_subset` and `imle_fn.estimators.subset_sampling` (SIMPLE).
+`imle_fn.estimators.k_subset`, `imle_fn.estimators.k_subset_sampling` and
+`imle_fn.estimators.simple_estimator` (SIMPLE).
 """
 
 from __future__ import annotations

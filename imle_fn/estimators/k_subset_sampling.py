@@ -1,35 +1,30 @@
-"""SIMPLE (Ahmed et al., ICLR 2023): exact k-subset samples forward, exact-marginal gradients backward.
+"""Exact samples of the k-subset family: `topk_sample`, the forward of SIMPLE (`imle_fn.simple`).
 
-Forward: ``z ~ p(z; theta) = exp(<theta, z> - A(theta))`` over ``z in {0, 1}^n`` with ``sum z = k``,
-an EXACT sample of the k-subset family (not Perturb-and-MAP). Backward: the straight-through-like
-estimator of the paper, ``dtheta = J_mu(theta)^T dz`` with ``mu = E[z]`` the exact marginals, i.e. the
-backward treats the sample as if it were ``mu(theta)``; computed in closed form in O(n k)
-(`imle_fn.estimators.k_subset.topk_marginals_vjp`). No MAP solver is called.
+``z ~ p(z; theta) = exp(<theta, z> - A(theta))`` over ``z in {0, 1}^n`` with ``sum z = k``, drawn
+top-down through the tree of `imle_fn.estimators.k_subset.inside_tables`: the root holds ``k`` ones;
+a node holding ``c`` gives ``a`` to its left child with probability ``exp(L[a] + R[c - a] - N[c])``
+(inverse CDF of one uniform), the rest to its right child; the leaves hold the sample (for
+``k > n / 2`` the tree counts the items left out, and the sample is its complement). Each split is
+drawn from its exact conditional, so the sample is exact (up to floating-point rounding of the
+probabilities: a split whose probability lies within 2 machine epsilons of either end of its CDF is
+never drawn), exactly k-hot, never picks a masked (``-inf``) item, and takes ``log2(n)`` vectorised
+steps.
 
 **Randomness is data.** The caller draws ``noise``, uniforms in ``[0, 1]`` shaped
 ``[S, *theta.shape]`` (``torch.rand((S, *theta.shape), generator=g)``), outside any transform, as for
-every other estimator; `simple` is then a deterministic function of ``(theta, noise)``, so it
-composes with `torch.func.vmap` (whose default randomness mode refuses random ops),
-`torch.compile(fullgraph=True)` (where a generator argument would break the graph) and ``jacrev``,
-and the same ``noise`` reproduces the same sample bit for bit.
+every estimator's noise: the sampler is then a deterministic function of ``(theta, noise)``, so it
+composes with `torch.func.vmap` (whose default randomness mode refuses random ops) and
+`torch.compile(fullgraph=True)` (where a generator argument would break the graph), and the same
+``noise`` reproduces the same sample bit for bit. The uniform of the node whose children split at
+item ``i`` (its left child ends at item ``i``) is ``noise[..., i]``; ``noise[..., n - 1]`` is unused.
 
-**Sampling.** Top-down through the tree of `imle_fn.estimators.k_subset.inside_tables`: the root
-holds ``k`` ones; a node holding ``c`` gives ``a`` to its left child with probability
-``exp(L[a] + R[c - a] - N[c])`` (inverse CDF of one uniform), the rest to its right child; the
-leaves hold the sample. Each split is drawn from its exact conditional, so the sample is exact (up to
-floating-point rounding of the probabilities: a split whose probability lies within 2 machine
-epsilons of either end of its CDF is never drawn), exactly k-hot, never picks a masked (``-inf``)
-item, and takes ``log2(n)`` vectorised steps. The uniform of the node whose children split at item ``i``
-(its left child ends at ``i``) is ``noise[..., i]``; ``noise[..., n - 1]`` is unused.
-
-The sampler is the custom op ``imle_fn::topk_sample`` (with a fake and a vmap rule that folds
-every vmapped dim into one call), so its input checks run on real values under vmap and compile.
+The sampler is the custom op ``imle_fn::topk_sample`` (with a fake and a vmap rule that folds every
+vmapped dim into one call), so its input checks run on real values under vmap and compile.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, cast
 
 import torch
 
@@ -39,20 +34,20 @@ from imle_fn.core.checks import (
     check_k_subset_scores,
     check_unit_interval,
 )
-from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, num_sample_dims, reduce_to_theta
+from imle_fn.core.wiring import num_sample_dims
 from imle_fn.estimators.k_subset import (
     flat_instances,
     inside_tables,
     is_plain,
     leaves,
     subset_size,
-    topk_marginals_vjp,
 )
 
-__all__ = ["SIMPLE", "simple", "simple_vjp", "topk_sample"]
+__all__ = ["check_noise", "sample_detached", "topk_sample"]
 
 
-def _check_noise_shape(theta: torch.Tensor, noise: object) -> torch.Tensor:
+def check_noise(theta: torch.Tensor, noise: object) -> torch.Tensor:
+    """``noise`` checked as SIMPLE's uniforms for ``theta: [*batch, n]``: ``[*sample, *batch, n]``."""
     if noise is None:
         raise TypeError(
             "noise: SIMPLE samples exactly and needs uniforms in [0, 1] shaped [S, *theta.shape],"
@@ -163,7 +158,7 @@ def _sample_vmap(
     return torch.ops.imle_fn.topk_sample(theta, noise, k), ns
 
 
-def _sample_any(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
+def sample_detached(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
     """The sampler on detached inputs: directly for plain tensors, else through the custom op."""
     theta, noise = theta.detach(), noise.detach()
     if is_plain(theta) and is_plain(noise):
@@ -206,120 +201,4 @@ def topk_sample(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tenso
     """
     check_floating_tensor("theta", theta)
     k = subset_size(k, theta)
-    return _sample_any(theta, _check_noise_shape(theta, noise), k)
-
-
-def simple_vjp(
-    dz: torch.Tensor, theta: torch.Tensor, noise: torch.Tensor | None, k: int
-) -> torch.Tensor:
-    """SIMPLE's VJP: ``dtheta = J_mu(theta)^T mean_s dz_s`` (exact marginals, no solver call).
-
-    The VJP is linear in ``dz``, so the mean over samples is taken first and one closed-form VJP of
-    the marginals follows (`imle_fn.estimators.k_subset.topk_marginals_vjp`).
-
-    Args:
-        dz: ``[*sample, *theta.shape]`` cotangent of the samples.
-        theta: ``[*batch, n]`` scores.
-        noise: the forward's noise (only its number of sample dims matters), or None for no
-            sample dims.
-        k: subset size.
-
-    Returns:
-        ``theta.shape`` gradient estimate, differentiable in ``theta``.
-
-    Raises:
-        TypeError: ``theta`` or ``dz`` is not a floating-point tensor, or ``k`` not an int.
-        ValueError: ``dz`` does not reduce to ``theta``'s shape, ``k`` outside ``[0, n]``.
-
-    References:
-        Ahmed, Zeng, Niepert, Van den Broeck, "SIMPLE: A Gradient Estimator for k-Subset
-        Sampling", ICLR 2023 (arXiv:2210.01941).
-    """
-    v = reduce_to_theta(dz, theta, noise)  # [*theta.shape]: the mean over samples
-    return topk_marginals_vjp(v, theta, k)
-
-
-@dataclasses.dataclass(frozen=True)
-class SIMPLE(Estimator):
-    """SIMPLE's hyper-parameter: the subset size ``k`` (see `simple`)."""
-
-    name: ClassVar[str] = "simple"
-    k: int = 1
-
-    def forward(
-        self, theta: torch.Tensor, noise: torch.Tensor | None, solve: Solve
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if noise is None:
-            raise TypeError("noise: SIMPLE needs uniforms, got None")
-        z = _sample_any(theta, noise, self.k)
-        return z, z.new_empty(0)
-
-    def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
-        return simple_vjp(dout, saved.theta, saved.noise, self.k)
-
-
-@dataclasses.dataclass(frozen=True)
-class _NoSolver:
-    """The solver slot of `imle_fn.core.estimate`, for an estimator that calls no solver."""
-
-    event_ndim: int = 1
-    backend: Literal["torch"] = "torch"
-
-    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("SIMPLE calls no MAP solver")
-
-
-_NO_SOLVER = _NoSolver()
-
-
-def simple(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
-    """Sample k-subsets exactly; backpropagate the gradient of the exact marginals (SIMPLE).
-
-    Forward: ``z ~ p(z; theta) ~ exp(<theta, z>)`` over ``z in {0, 1}^n`` with ``sum z = k``, one
-    exact sample per uniform draw in ``noise`` (`topk_sample`). Backward: `simple_vjp`,
-    ``dtheta = mean over samples of J_mu(theta)^T dz`` with ``mu = topk_marginals(theta, k)``, in
-    O(n k). Same sample convention as `imle_fn.imle`: a leading sample dim on ``noise`` is AVERAGED
-    in the gradient, a sample axis made with vmap is summed. Composes with `torch.func` (vmap, grad,
-    vjp, jacrev, ``vmap(grad)``), ``.backward()`` and ``torch.compile(fullgraph=True)``;
-    forward-mode AD raises.
-
-    ``k`` is an int hyper-parameter in the place where other estimators take a solver (one ``k``
-    for the whole batch; mask items with ``-inf`` to vary the choice per instance). The noise is
-    data, drawn outside: the caller passes uniforms instead of a generator so that `simple` stays a
-    pure function of its inputs (see the module docstring).
-
-    Args:
-        theta: ``[*batch, n]`` scores; ``-inf`` masks an item (never sampled, zero gradient).
-        noise: ``[*sample, *batch, n]`` uniforms in ``[0, 1]`` (trailing batch dims may broadcast,
-            the last may not), e.g. ``torch.rand((S, *theta.shape), generator=g)``.
-        k: subset size, ``0 <= k <= n``.
-
-    Returns:
-        ``[*sample, *batch, n]`` exactly k-hot samples, ``theta``'s dtype and device.
-
-    Raises:
-        TypeError: ``theta`` or ``noise`` is not a floating-point tensor (``noise=None`` included),
-            or ``k`` not an int.
-        ValueError: ``k`` outside ``[0, n]``; ``noise`` of the wrong shape or device, requiring
-            grad, or with a value outside ``[0, 1]``; a NaN or ``+inf`` score, or fewer than ``k``
-            finite scores (the messages name the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
-
-    Example:
-        >>> import torch, imle_fn
-        >>> theta = torch.tensor([[1.0, 0.0, -1.0, 2.0]], requires_grad=True)
-        >>> noise = torch.rand(100, 1, 4, generator=torch.Generator().manual_seed(0))
-        >>> z = imle_fn.simple(theta, noise, 2)  # [100, 1, 4], two ones per row
-        >>> w = torch.tensor([1.0, 2.0, 3.0, 4.0])
-        >>> (z * w).sum().backward()  # dz = w for each sample; their mean is w
-        >>> torch.allclose(theta.grad, imle_fn.topk_marginals_vjp(w[None], theta.detach(), 2))
-        True
-
-    References:
-        Ahmed, Zeng, Niepert, Van den Broeck, "SIMPLE: A Gradient Estimator for k-Subset
-        Sampling", ICLR 2023 (arXiv:2210.01941).
-    """
-    check_floating_tensor("theta", theta)
-    k = subset_size(k, theta)
-    noise = _check_noise_shape(theta, noise)
-    return estimate(SIMPLE(k), theta, noise, _NO_SOLVER)
+    return sample_detached(theta, check_noise(theta, noise), k)
