@@ -114,6 +114,8 @@ def test_vmap_equals_loop_and_every_transform_agrees() -> None:
     assert torch.equal(z, simple(theta, noise, 3))
     nested = vmap(vmap(lambda a, u: topk_sample(a, u, 3)), in_dims=(None, 0))(theta, noise)
     assert torch.equal(nested, z)  # vmapped over samples (outer) and rows (inner)
+    shared = vmap(lambda a: topk_sample(a, noise[:, 0], 3))(theta)  # one noise for every row
+    assert torch.equal(shared, torch.stack([topk_sample(a, noise[:, 0], 3) for a in theta]))
 
 
 def test_compile_equals_eager() -> None:
