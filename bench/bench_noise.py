@@ -12,8 +12,15 @@ Setting of the I-MLE paper's shortest-path demo: k = 1.3 * 16 = 20.8, 100 terms,
 ``imle_fn_1_thread`` is the same sampler on one Numba thread: the per-thread cost of a draw, and
 the figure that matters when other work occupies the second core.
 
-Each benchmark stores ``ns_per_gamma_draw`` in its ``extra_info`` (see ``--benchmark-json``).
-The Numba kernel is compiled (and its cache loaded) before timing.
+``imle_fn_torch_path`` is `imle_fn.sum_of_gamma`'s device path (the torch ops it runs on a GPU
+generator's device: chunked ``torch._standard_gamma``, float32) forced onto the CPU: why the CPU
+keeps the Numba kernel. The Gumbel and Gaussian groups compare the host path (what a CPU
+generator gets) with the device path on the CPU in the same way, at the I-MLE demo's shape and at
+a Warcraft-like shape ([10, 70, 12, 12]: 10 samples of a batch of 70 maps of 12 x 12); so does a
+second Sum-of-Gamma group at that shape (k = 12, 10 terms). GPU figures: ``bench/gpu_check.py``.
+
+Each Sum-of-Gamma benchmark stores ``ns_per_gamma_draw`` in its ``extra_info`` (see
+``--benchmark-json``). The Numba kernel is compiled (and its cache loaded) before timing.
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 from torch.distributions import Gamma
 
-from imle_fn.core.noise import gumbel, sum_of_gamma
+from imle_fn.core import noise
+from imle_fn.core.noise import gaussian, gumbel, sum_of_gamma
 
 K = 1.3 * 16
 NUM_TERMS = 100
 SHAPE = (100, 16, 16)
 DRAWS = NUM_TERMS * math.prod(SHAPE)
+WARCRAFT = (10, 70, 12, 12)  # 10 samples of a batch of 70 maps of 12 x 12
 
 
 def reference_loop(shape: tuple[int, ...], k: float, num_terms: int) -> torch.Tensor:
@@ -56,6 +65,12 @@ def imle_fn_sum_of_gamma(shape: tuple[int, ...], k: float, num_terms: int) -> to
     return sum_of_gamma(shape, k=k, num_terms=num_terms, generator=torch.Generator().manual_seed(0))
 
 
+def imle_fn_torch_path(shape: tuple[int, ...], k: float, num_terms: int) -> torch.Tensor:
+    """`sum_of_gamma`'s device path (what a CUDA generator runs) forced onto the CPU, float32."""
+    g = torch.Generator().manual_seed(0)
+    return noise._sum_of_gamma(shape, k, num_terms, g, torch.float32, None, "torch")
+
+
 def imle_fn_one_thread(shape: tuple[int, ...], k: float, num_terms: int) -> torch.Tensor:
     """The same samples computed on one Numba thread (the per-thread cost of a draw)."""
     before = numba.get_num_threads()
@@ -69,6 +84,7 @@ def imle_fn_one_thread(shape: tuple[int, ...], k: float, num_terms: int) -> torc
 SAMPLERS: dict[str, Callable[[tuple[int, ...], float, int], torch.Tensor]] = {
     "imle_fn": imle_fn_sum_of_gamma,
     "imle_fn_1_thread": imle_fn_one_thread,
+    "imle_fn_torch_path": imle_fn_torch_path,
     "reference_loop": reference_loop,
     "torch_vectorised": torch_vectorised,
 }
@@ -88,8 +104,33 @@ def test_sum_of_gamma(benchmark: BenchmarkFixture, sampler: str) -> None:
     benchmark.extra_info["ns_per_gamma_draw"] = median / DRAWS * 1e9
 
 
-def test_gumbel(benchmark: BenchmarkFixture) -> None:
+@pytest.mark.parametrize("sampler", ["imle_fn", "imle_fn_torch_path"])
+def test_sum_of_gamma_warcraft(benchmark: BenchmarkFixture, sampler: str) -> None:
+    fn = SAMPLERS[sampler]
+    assert fn(WARCRAFT, 12.0, 10).shape == WARCRAFT  # warm-up
+    benchmark.group = "sum_of_gamma k=12 s=10 [10,70,12,12]"
+    out = benchmark(fn, WARCRAFT, 12.0, 10)
+    assert out.shape == WARCRAFT
+    assert benchmark.stats is not None
+    benchmark.extra_info["ns_per_gamma_draw"] = (
+        benchmark.stats.stats.median / (10 * math.prod(WARCRAFT)) * 1e9
+    )
+
+
+PATHS: dict[str, Callable[..., torch.Tensor]] = {
+    "gumbel_host": lambda shape, g: gumbel(shape, generator=g),
+    "gumbel_torch_path": lambda shape, g: noise._gumbel(shape, g, torch.float32, None, "torch"),
+    "gaussian_host": lambda shape, g: gaussian(shape, generator=g),
+    "gaussian_torch_path": lambda shape, g: noise._gaussian(shape, g, torch.float32, None, "torch"),
+}
+
+
+@pytest.mark.parametrize("shape", [SHAPE, WARCRAFT], ids=["100x16x16", "10x70x12x12"])
+@pytest.mark.parametrize("sampler", list(PATHS))
+def test_gumbel_gaussian(benchmark: BenchmarkFixture, sampler: str, shape: tuple[int, ...]) -> None:
+    fn = PATHS[sampler]
     gen = torch.Generator().manual_seed(0)
-    benchmark.group = "gumbel [100,16,16]"
-    out = benchmark(gumbel, SHAPE, generator=gen)
-    assert out.shape == SHAPE
+    fn(shape, gen)  # warm-up
+    benchmark.group = f"{sampler.split('_')[0]} {list(shape)}"
+    out = benchmark(fn, shape, gen)
+    assert out.shape == shape

@@ -6,6 +6,16 @@ enumeration; ``b, theta_0 ~ N(0, I)`` (run ``r`` uses seed ``r``). Each estimato
 momentum 0.9 for 50 steps; the metric is the optimality gap ``L(theta_t) - min_z ||z - b||^2``, averaged
 over the runs (all runs advance together as one batch; they do not interact).
 
+The loss on one state can be written in two forms (``--loss``), equal up to the constant
+``||b||^2`` on binary ``z`` with ``sum(z) = 5`` (since ``z * z = z``), so with the same expected loss,
+the same gradient of it and the same optimality gap:
+
+* ``quadratic``: ``||z - b||^2``, cotangent ``dL/dz = 2 (z - b)`` (depends on the sampled ``z``);
+* ``linear``: ``<1 - 2b, z>``, cotangent ``1 - 2b`` (the same for every sample).
+
+The estimators see the loss only through ``dL/dz`` (I-MLE, STE) or its value (SFE), so the form
+changes what they estimate; the exact gradient does not change.
+
 Estimators (``S`` noise samples or exact samples per step and run):
 
 * ``imle``: `imle_fn.imle`, Sum-of-Gamma noise (k = 5, 10 terms), lam = 2;
@@ -18,7 +28,7 @@ Estimators (``S`` noise samples or exact samples per step and run):
 Figure and table::
 
     python bench/bench_topk_synthetic.py --runs 100 --steps 50 --lr 0.75 --samples 1 10 \\
-        --figure bench/figures/topk_synthetic.png
+        --loss quadratic linear --figure bench/figures/topk_synthetic.png
 
 Timing of one gradient step per estimator (pytest-benchmark, against the exact gradient)::
 
@@ -45,6 +55,7 @@ N, K = 10, 5
 STATES = k_subset_states(N, K, dtype=torch.float64)  # [252, 10]
 SOLVER = TopK(K)
 ESTIMATORS = ("imle", "imle_central", "ste", "sfe", "exact")
+LOSSES = ("quadratic", "linear")
 
 Grad = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -70,15 +81,33 @@ def optimum(b: torch.Tensor) -> torch.Tensor:
     return ((STATES - b[:, None]) ** 2).sum(-1).min(-1).values
 
 
-def gradient_fn(name: str, samples: int, lam: float = 2.0) -> Grad:
-    """``(theta [runs, 10], b [runs, 10], generator) -> [runs, 10]`` gradient estimate."""
+def state_loss(z: torch.Tensor, b: torch.Tensor, loss: str = "quadratic") -> torch.Tensor:
+    """``[...]`` loss of states ``z: [..., runs, 10]`` against ``b: [runs, 10]``, in form ``loss``.
+
+    ``quadratic``: ``||z - b||^2``; ``linear``: ``<1 - 2b, z>``, the same minus ``||b||^2`` on
+    binary ``z`` with five ones.
+    """
+    if loss == "quadratic":
+        return ((z - b) ** 2).sum(-1)
+    if loss == "linear":
+        return ((1 - 2 * b) * z).sum(-1)
+    raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+
+
+def gradient_fn(name: str, samples: int, lam: float = 2.0, loss: str = "quadratic") -> Grad:
+    """``(theta [runs, 10], b [runs, 10], generator) -> [runs, 10]`` gradient estimate.
+
+    The estimators differentiate ``state_loss(z, b, loss)`` summed over samples and runs.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
 
     def perturb_and_map(fn: Callable[..., torch.Tensor]) -> Grad:
         def grad(theta: torch.Tensor, b: torch.Tensor, g: torch.Generator) -> torch.Tensor:
             noise = sum_of_gamma(
                 (samples, *theta.shape), k=float(K), num_terms=10, generator=g, dtype=theta.dtype
             )
-            return torch.func.grad(lambda t: ((fn(t, noise) - b) ** 2).sum())(theta)
+            return torch.func.grad(lambda t: state_loss(fn(t, noise), b, loss).sum())(theta)
 
         return grad
 
@@ -95,7 +124,7 @@ def gradient_fn(name: str, samples: int, lam: float = 2.0) -> Grad:
             z = STATES[
                 torch.multinomial(probs, samples, replacement=True, generator=g)
             ]  # [runs, S, 10]
-            f = ((z - b[:, None]) ** 2).sum(-1, keepdim=True)  # [runs, S, 1]
+            f = state_loss(z.transpose(0, 1), b, loss).T[..., None]  # [runs, S, 1]
             mu = probs @ STATES  # [runs, 10] exact marginals
             return (f * (z - mu[:, None])).mean(1)
 
@@ -105,12 +134,23 @@ def gradient_fn(name: str, samples: int, lam: float = 2.0) -> Grad:
     raise ValueError(f"estimator: expected one of {ESTIMATORS}, got {name!r}")
 
 
-def run(name: str, runs: int, steps: int, lr: float, samples: int, seed: int = 0) -> torch.Tensor:
-    """``[steps + 1, runs]`` optimality gaps along SGD-momentum training with estimator ``name``."""
+def run(
+    name: str,
+    runs: int,
+    steps: int,
+    lr: float,
+    samples: int,
+    seed: int = 0,
+    loss: str = "quadratic",
+) -> torch.Tensor:
+    """``[steps + 1, runs]`` optimality gaps along SGD-momentum training with estimator ``name``.
+
+    The gap is measured with the exact ``E ||z - b||^2`` whatever the ``loss`` form estimated.
+    """
     b, theta0 = problem(runs)
     theta = theta0.clone()
     best = optimum(b)
-    grad_fn = gradient_fn(name, samples)
+    grad_fn = gradient_fn(name, samples, loss=loss)
     g = torch.Generator().manual_seed(10_000 + seed)
     opt = torch.optim.SGD([theta.requires_grad_()], lr=lr, momentum=0.9)
     gaps = [exact_loss(theta.detach(), b) - best]
@@ -155,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.75)
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--loss",
+        nargs="+",
+        choices=LOSSES,
+        default=list(LOSSES),
+        help="form(s) of the per-state loss the estimators see (one row of plots each)",
+    )
     parser.add_argument("--sweep", type=float, nargs="*", default=[0.1, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--figure", default="bench/figures/topk_synthetic.png")
     args = parser.parse_args(argv)
@@ -164,34 +211,44 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(
-        1, len(args.samples), figsize=(5.5 * len(args.samples), 4), sharey=True
-    )
-    axes = [axes] if len(args.samples) == 1 else list(axes)
-    marks = sorted({0, 10, 25, args.steps})
-    for ax, samples in zip(axes, args.samples, strict=True):
-        curves = {name: run(name, args.runs, args.steps, args.lr, samples) for name in ESTIMATORS}
-        print(f"\nS = {samples}: mean optimality gap ± s.e., {args.runs} runs, lr {args.lr}")
-        print("\n".join(table(curves, marks)))
-        for name, gaps in curves.items():
-            mean, se = gaps.mean(1), gaps.std(1) / args.runs**0.5
-            steps = torch.arange(len(mean))
-            ax.plot(steps, mean, "--" if name == "exact" else "-", label=name)
-            ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
-        ax.set_xlabel("SGD step (momentum 0.9)")
-        ax.set_yscale("log")
-        ax.set_title(f"top-5 of 10, {args.runs} runs, lr {args.lr}, S = {samples}")
-        if args.sweep:
-            print(f"\nS = {samples}: final mean gap (step {args.steps}) by learning rate")
-            print("| estimator | " + " | ".join(f"lr {lr}" for lr in args.sweep) + " |")
-            print("|---|" + "---|" * len(args.sweep))
-            for name in ESTIMATORS:
+    rows, cols = len(args.loss), len(args.samples)
+    fig, grid = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), sharey=True, squeeze=False)
+    marks = sorted(m for m in {0, 10, 25, args.steps} if m <= args.steps)
+    sweep: list[str] = []
+    for axes, loss in zip(grid, args.loss, strict=True):
+        for ax, samples in zip(axes, args.samples, strict=True):
+            curves = {
+                name: run(name, args.runs, args.steps, args.lr, samples, loss=loss)
+                for name in ESTIMATORS
+            }
+            print(
+                f"\n{loss} loss, S = {samples}: mean optimality gap ± s.e.,"
+                f" {args.runs} runs, lr {args.lr}"
+            )
+            print("\n".join(table(curves, marks)), flush=True)
+            for name, gaps in curves.items():
+                mean, se = gaps.mean(1), gaps.std(1) / args.runs**0.5
+                steps = torch.arange(len(mean))
+                ax.plot(steps, mean, "--" if name == "exact" else "-", label=name)
+                ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+            ax.set_yscale("log")
+            ax.set_title(f"{loss} loss, top-5 of 10, {args.runs} runs, lr {args.lr}, S = {samples}")
+            for name in ESTIMATORS[:-1] if args.sweep else ():  # not the exact reference
                 finals = [
-                    run(name, args.runs, args.steps, lr, samples)[-1].mean() for lr in args.sweep
+                    run(name, args.runs, args.steps, lr, samples, loss=loss)[-1].mean()
+                    for lr in args.sweep
                 ]
-                print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in finals) + " |")
-    axes[0].set_ylabel("mean optimality gap")
-    axes[0].legend()
+                cells = " | ".join(f"{v:.3f}" for v in finals)
+                sweep.append(f"| {name} | {loss} | {samples} | {cells} |")
+        axes[0].set_ylabel("mean optimality gap")
+    for ax in grid[-1]:
+        ax.set_xlabel("SGD step (momentum 0.9)")
+    grid[0][0].legend()
+    if sweep:
+        print(f"\nfinal mean gap (step {args.steps}) by learning rate")
+        print("| estimator | loss | S | " + " | ".join(f"lr {lr}" for lr in args.sweep) + " |")
+        print("|---|---|---|" + "---|" * len(args.sweep))
+        print("\n".join(sweep))
     fig.tight_layout()
     fig.savefig(args.figure, dpi=110)
     print(f"\nfigure: {args.figure}")

@@ -45,7 +45,11 @@ from imle_fn.estimators import (
     topk_sample,
 )
 from imle_fn.solvers import (
+    Assignment,
     GridShortestPath,
+    Knapsack,
+    Ranking,
+    SpanningTree,
     TopK,
     TorchGridShortestPath,
     path_cost,
@@ -59,12 +63,16 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Assignment",
     "Backend",
     "FunctionSolver",
     "GridShortestPath",
+    "Knapsack",
+    "Ranking",
     "RaySolver",
     "Solver",
     "SolverWorkerError",
+    "SpanningTree",
     "TopK",
     "TorchGridShortestPath",
     "aimle",

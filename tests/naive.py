@@ -34,9 +34,14 @@ __all__ = [
     "heapq_dijkstra_lean",
     "heapq_dijkstra_lean_batch",
     "k_subset_states",
+    "naive_assignment_value",
     "naive_dbb_in_costs",
+    "naive_knapsack",
+    "naive_ksubset_kl_uniform",
     "naive_learning",
+    "naive_ranking",
     "naive_reference",
+    "naive_spanning_tree",
     "naive_sum_of_gamma",
     "naive_topk",
     "naive_topk_log_partition",
@@ -113,6 +118,20 @@ def naive_dbb_in_costs(
 
 
 # --------------------------------------------------------------------------------- top-k
+def naive_ksubset_kl_uniform(eta: torch.Tensor, k: int) -> torch.Tensor:
+    """``KL(q || uniform)`` of the k-subset family ``q(z) ∝ exp(<eta, z>)`` by listing every subset.
+
+    ``eta: [*batch, n]`` -> ``[*batch]``: ``sum_z q(z) (log q(z) - log(1 / C(n, k)))`` written out
+    with one explicit ``log q(z) = <eta, z> - logsumexp_z' <eta, z'>`` per subset (differentiable).
+    """
+    n = eta.shape[-1]
+    scores = torch.stack(
+        [eta[..., list(s)].sum(-1) for s in itertools.combinations(range(n), k)], dim=-1
+    )  # [*batch, C(n, k)]
+    log_q = scores - torch.logsumexp(scores, dim=-1, keepdim=True)
+    return (log_q.exp() * (log_q + math.log(math.comb(n, k)))).sum(-1)
+
+
 def naive_topk(theta: list[float], k: int) -> list[float]:
     """The 0/1 indicator of the ``k`` largest entries of ``theta`` by sorting (ties: lower index).
 
@@ -216,6 +235,120 @@ def naive_topk_sample(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch
         z[:, i] = chosen.to(theta.dtype)
         left = left - chosen.long()
     return z
+
+
+# ------------------------------------------------------------------- the exact solvers
+def naive_assignment_value(theta: np.ndarray) -> float:
+    """The best ``<theta, z>`` over matchings of the smaller side of one ``[n, m]`` score matrix.
+
+    Enumerates every injection of the smaller side into the larger (``-inf`` pairs forbidden);
+    ``-inf`` when none avoids them. The oracle for `imle_fn.solvers.assignment.Assignment`.
+    """
+    n, m = theta.shape
+    t = theta if n <= m else theta.T
+    best = -math.inf
+    for cols in itertools.permutations(range(t.shape[1]), t.shape[0]):
+        best = max(best, sum(float(t[r, c]) for r, c in enumerate(cols)))
+    return best
+
+
+def naive_spanning_tree(theta: np.ndarray, forest: bool = False) -> np.ndarray | None:
+    """The spanning tree Kruskal's rule picks, by enumerating every edge set of one ``[n, n]`` graph.
+
+    Edge ``{i, j}`` (``i < j``) scores ``theta[i, j] + theta[j, i]`` and is absent when that is
+    ``-inf``. Every acyclic set of ``n - c`` present edges is listed (``c = 1``, or the number of
+    connected components when ``forest``); the best has the highest total score and, among those,
+    the lexicographically smallest list of edges sorted by ``(-score, i, j)`` (the basis greedy
+    picks in a matroid). Returns the symmetric 0/1 adjacency, or None when there is no spanning
+    tree. The oracle for `imle_fn.solvers.spanning_tree.SpanningTree` (n <= 6).
+    """
+    n = theta.shape[0]
+    score = {
+        (i, j): float(theta[i, j]) + float(theta[j, i]) for i in range(n) for j in range(i + 1, n)
+    }
+    edges = [e for e, v in score.items() if v > -math.inf]
+
+    def components(chosen: tuple[tuple[int, int], ...]) -> int | None:
+        parent = list(range(n))
+
+        def root(a: int) -> int:
+            while parent[a] != a:
+                a = parent[a]
+            return a
+
+        for i, j in chosen:
+            ri, rj = root(i), root(j)
+            if ri == rj:
+                return None  # a cycle
+            parent[ri] = rj
+        return len({root(a) for a in range(n)})
+
+    full = _count_components(n, edges)
+    if full > 1 and not forest:
+        return None
+    best: tuple[float, list[tuple[float, int, int]]] | None = None
+    best_set: tuple[tuple[int, int], ...] = ()
+    for chosen in itertools.combinations(edges, n - full):
+        if components(chosen) != full:
+            continue
+        key = (-sum(score[e] for e in chosen), sorted((-score[e], *e) for e in chosen))
+        if best is None or key < best:
+            best, best_set = key, chosen
+    z = np.zeros((n, n))
+    for i, j in best_set:
+        z[i, j] = z[j, i] = 1.0
+    return z
+
+
+def _count_components(n: int, edges: list[tuple[int, int]]) -> int:
+    seen: set[int] = set()
+    count = 0
+    for start in range(n):
+        if start in seen:
+            continue
+        count += 1
+        stack = [start]
+        while stack:
+            a = stack.pop()
+            if a in seen:
+                continue
+            seen.add(a)
+            stack.extend(b for e in edges for b in e if a in e and b != a)
+    return count
+
+
+def naive_knapsack(theta: list[float], weights: list[int], capacity: int) -> list[float]:
+    """The 0/1 knapsack by enumerating all ``2**n`` selections of one instance.
+
+    The best has the highest ``<theta, z>`` subject to ``<weights, z> <= capacity`` and, among
+    those, the lexicographically smallest indicator read from the last item to the first (the
+    documented tie rule). The oracle for `imle_fn.solvers.knapsack.Knapsack` (n <= 12).
+    """
+    n = len(theta)
+    best: tuple[float, tuple[int, ...]] | None = None
+    for z in itertools.product((0, 1), repeat=n):
+        if sum(w for w, zi in zip(weights, z, strict=True) if zi) > capacity:
+            continue
+        value = sum(t for t, zi in zip(theta, z, strict=True) if zi)
+        key = (-value, tuple(reversed(z)))
+        if best is None or key < best:
+            best = key
+    assert best is not None  # the empty selection is always feasible
+    return [float(zi) for zi in reversed(best[1])]
+
+
+def naive_ranking(theta: list[float]) -> list[float]:
+    """The permutation ``r`` of ``0..n-1`` maximising ``<theta, r>``, by enumerating all ``n!``.
+
+    Among optimal permutations, the lexicographically largest ``r`` (of equal scores, the lower
+    index gets the higher rank). The oracle for `imle_fn.solvers.ranking.Ranking` (n <= 7).
+    """
+    n = len(theta)
+    best = max(
+        itertools.permutations(range(n)),
+        key=lambda r: (sum(t * ri for t, ri in zip(theta, r, strict=True)), r),
+    )
+    return [float(ri) for ri in best]
 
 
 # --------------------------------------------------------------------- grid shortest path

@@ -49,3 +49,11 @@ def test_readme_simple_example_runs() -> None:
     dz = torch.linspace(-1.0, 1.0, 50).expand(4, 50) / 8  # the loss's cotangent of each sample
     expected = imle_fn.topk_marginals_vjp(dz, theta.detach(), 5)
     torch.testing.assert_close(theta.grad, expected)
+
+
+def test_every_later_block_runs_on_its_own() -> None:
+    """Blocks after the first two (the quick start and its torch.func sequel) stand alone."""
+    blocks = _python_blocks()[2:]
+    assert any("imle_fn.Knapsack" in block for block in blocks)  # the ready-made solvers' block
+    for i, block in enumerate(blocks, start=3):
+        exec(compile(block, f"README-example-{i}", "exec"), {})

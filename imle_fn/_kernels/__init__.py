@@ -2,7 +2,8 @@
 
 * `dijkstra`: the batched vertex-weighted grid Dijkstra and its per-instance status codes.
 * `sampling`: the fused Sum-of-Gamma sampler (counter-based, reproducible per block).
-* `parallel`: the threading-layer policy both follow (thread and fork safety).
+* `knapsack`: the batched exact 0/1 knapsack (a table over integer capacities).
+* `parallel`: the threading-layer policy all follow (thread and fork safety).
 
 Import rule: kernels import only NumPy, Numba, the standard library and each other.
 """

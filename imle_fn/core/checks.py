@@ -22,6 +22,7 @@ __all__ = [
     "check_cell",
     "check_choice",
     "check_device",
+    "check_device_dtype",
     "check_dtype",
     "check_estimator_inputs",
     "check_event_ndim",
@@ -30,10 +31,12 @@ __all__ = [
     "check_generator",
     "check_grid",
     "check_int",
+    "check_int_array",
     "check_k_subset_scores",
     "check_no_nan",
     "check_nonnegative",
     "check_positive",
+    "check_positive_tensor",
     "check_positive_values",
     "check_shape",
     "check_solver_output",
@@ -91,6 +94,63 @@ def check_int(
         raise ValueError(f"{name}: expected >= {minimum}{bound}, got {result}")
     if maximum is not None and result > maximum:
         raise ValueError(f"{name}: expected <= {maximum}, got {result}")
+    return result
+
+
+def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int = 0) -> np.ndarray:
+    """``value`` (an int, a sequence, a NumPy array or a tensor of integers) as a read-only int64 array.
+
+    Floating values are accepted when they are whole numbers (``2.0``); a fractional, non-finite or
+    too small entry is refused with its index.
+
+    Returns:
+        A C-contiguous, read-only ``int64`` NumPy copy with the input's shape (on the CPU).
+
+    Raises:
+        TypeError: not an int, a sequence, an array or a tensor of a real dtype (bools are refused).
+        ValueError: fewer than ``min_ndim`` dims, or an entry that is not a whole number
+            ``>= minimum`` (its index is named).
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name}: expected integers, got a tensor of dtype {value.dtype}")
+        value = value.detach().to("cpu")
+        array = (value.double() if value.is_floating_point() else value).numpy()
+    elif isinstance(value, (bool, np.bool_, str, bytes)):
+        raise TypeError(f"{name}: expected integers, got {type(value).__name__} {value!r}")
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{name}: expected integers, got {type(value).__name__} ({err})"
+            ) from None
+        if array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{name}: expected integers, got {type(value).__name__} of dtype {array.dtype}"
+            )
+    if array.ndim < min_ndim:
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dims, got shape {tuple(array.shape)}"
+        )
+    if array.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name}: expected whole numbers, got {array[index].item()!r} at index {index}"
+            )
+    if array.size and (np.abs(array.astype(np.float64)) >= 2.0**63).any():
+        raise ValueError(f"{name}: expected integers that fit in int64")
+    low = array < minimum
+    if low.any():
+        index = tuple(int(i) for i in np.argwhere(low)[0])
+        raise ValueError(
+            f"{name}: expected integers >= {minimum}, got {array[index].item()!r} at index {index}"
+        )
+    result = np.array(array, dtype=np.int64, order="C")  # a copy the caller cannot reach
+    result.flags.writeable = False
     return result
 
 
@@ -242,6 +302,70 @@ def check_generator(generator: object) -> None:
         raise TypeError(
             f"generator: expected a torch.Generator or None, got {type(generator).__name__}"
         )
+
+
+def check_device_dtype(dtype: torch.dtype, device: torch.device) -> None:
+    """``dtype`` can live on ``device``: MPS has no float64."""
+    if device.type == "mps" and dtype == torch.float64:
+        raise ValueError(
+            f"dtype: torch.float64 is not supported on {device} (MPS has no float64); "
+            "request torch.float32, or a CPU result"
+        )
+
+
+def check_positive_tensor(
+    name: str, value: object, size: torch.Size, dtype: torch.dtype
+) -> torch.Tensor:
+    """Positive finite values whose reciprocal is finite in ``dtype``, checked where they live.
+
+    ``value`` is a number, a NumPy array or a tensor on any device, broadcastable to ``size``. Host
+    values (numbers, arrays, CPU tensors) first pass `check_positive_values` (types, shape, values
+    in float64). A tensor on another device is checked there, without copying it to the host: one
+    boolean is read back (the device waits for the check), or, while a CUDA graph is being
+    captured (where no read-back is allowed), a device-side assertion (``torch._assert_async``)
+    stops the run instead of a ``ValueError``.
+
+    Returns:
+        ``value`` as a tensor of ``dtype`` on its own device (a number: a 0-dim CPU tensor), not
+        expanded.
+
+    Raises:
+        TypeError: not a real number, array or tensor.
+        ValueError: a shape that does not broadcast to ``size``, or a bad entry (its index named).
+    """
+    if not isinstance(value, torch.Tensor) or value.device.type == "cpu":
+        check_positive_values(name, value, size)
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.array(value, dtype=np.float64))
+        elif not isinstance(value, torch.Tensor):
+            value = torch.tensor(float(value), dtype=torch.float64)  # type: ignore[arg-type]
+    else:
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected a real tensor, got dtype {value.dtype}")
+        try:
+            broadcast = torch.broadcast_shapes(value.shape, size)
+        except RuntimeError:
+            broadcast = None
+        if broadcast != size:
+            raise ValueError(
+                f"{name}: expected a tensor broadcastable to the sample shape {tuple(size)}, "
+                f"got shape {tuple(value.shape)}"
+            )
+    v = value.detach().to(dtype)
+    ok = (torch.isfinite(v) & (v > 0) & torch.isfinite(v.reciprocal())).all()
+    message = f"{name}: expected positive finite values with a finite 1/{name} in {dtype}"
+    if _capturing(v.device):
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        bad = ~(torch.isfinite(v) & (v > 0) & torch.isfinite(v.reciprocal()))
+        index = tuple(int(i) for i in bad.nonzero()[0]) if v.dim() else ()
+        raise ValueError(f"{message}, got {value[index].item()} at index {index}")
+    return v
+
+
+def _capturing(device: torch.device) -> bool:
+    """True while a CUDA graph is being captured on ``device`` (no value may be read back)."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
 def check_cell(cell: object, name: str) -> tuple[int, int]:

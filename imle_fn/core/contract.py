@@ -29,6 +29,8 @@ from imle_fn.core.checks import check_choice, check_event_ndim
 __all__ = ["Backend", "FunctionSolver", "Solver", "SolverLike", "as_solver", "resolve_solver"]
 
 Backend = Literal["numpy", "torch"]
+"""What a solver takes and returns: ``"numpy"`` arrays on the CPU or ``"torch"`` tensors on the
+scores' device (see the module docstring)."""
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ import torch
 from imle_fn.core.checks import check_int, is_int
 from imle_fn.core.contract import Backend, FunctionSolver, Solver, SolverLike
 from imle_fn.distributed import worker as _ray_worker
-from imle_fn.distributed.worker import SolverActor, chunk_bounds, solve_rows
+from imle_fn.distributed.worker import SolverActor, chunk_bounds, solve_task
 
 __all__ = ["RaySolver", "SolverWorkerError"]
 
@@ -39,20 +39,51 @@ _POOLS: weakref.WeakSet[RaySolver] = weakref.WeakSet()  # RaySolvers whose actor
 
 
 class SolverWorkerError(RuntimeError):
-    """A chunk failed on a Ray worker: the solver raised, or its worker died too often.
+    """A chunk failed on a Ray worker: the solver or ``make_solver`` raised, or the worker died.
 
-    The original exception (the solver's, or Ray's) is the ``__cause__``.
+    The message names the original exception's type and message and the instance (or the chunk's
+    range) it happened on. The original exception is the ``__cause__`` when it could be sent back;
+    one that does not pickle on the worker or unpickle here (an attribute such as a lock, a class
+    whose ``__init__`` pickle cannot call, a class only the worker can import) is reported by its
+    type name and message alone. The worker's traceback is attached as a note either way.
 
     Attributes:
         index: global index of the failing instance in the batch, when the solver said which one (by
             raising an exception with an integer ``index`` attribute, relative to its own input).
         start: first instance of the failing chunk.
         stop: one past its last instance.
+        stage: where it failed: ``"solver"`` (the solver raised, or returned no array of numbers),
+            ``"unpickle"`` (the solver, or ``make_solver``, did not unpickle on the worker: a
+            module missing there, ...), ``"make_solver"`` (it raised on the actor), ``"worker"``
+            (the worker process died, and so did its ``max_retries`` retries) or ``"ray"`` (Ray
+            itself failed to deliver the chunk). After the first three no retry is made (the
+            same error would come again), and an actor that failed so is replaced next call.
+        error_type: qualified class name of the original exception, e.g. ``"builtins.ValueError"``.
     """
 
-    def __init__(self, message: str, *, index: int | None, start: int, stop: int) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None,
+        start: int,
+        stop: int,
+        stage: str = "solver",
+        error_type: str = "",
+    ) -> None:
         super().__init__(message)
         self.index, self.start, self.stop = index, start, stop
+        self.stage, self.error_type = stage, error_type
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _worker_deaths(ray: Any) -> tuple[type, ...]:
+    """Ray's errors that mean the worker process (or its node) died: Ray retried the chunk."""
+    x = ray.exceptions
+    return (x.RayActorError, x.WorkerCrashedError, x.OutOfMemoryError, x.NodeDiedError)
 
 
 def _import_ray() -> Any:
@@ -159,7 +190,14 @@ class RaySolver:
         return f"RaySolver({solver!r}, {mode}, chunk_size={self.chunk_size})"
 
     def __call__(self, theta: Any) -> Any:
-        """Solve ``theta: [N, *event]`` (array or tensor) on Ray; returns ``z`` of the same kind."""
+        """Solve ``theta: [N, *event]`` (array or tensor) on Ray; returns ``z`` of the same kind.
+
+        Raises:
+            SolverWorkerError: a chunk failed on its worker (see its ``stage``).
+            TimeoutError: ``timeout`` passed first.
+            ValueError: ``theta`` has no batch dim, or the solver returned a wrong shape.
+            TypeError: the solver (or ``make_solver``) cannot be pickled.
+        """
         like = theta if isinstance(theta, torch.Tensor) else None
         if like is not None:
             theta = theta.detach().cpu()
@@ -192,7 +230,7 @@ class RaySolver:
             self._remote, self._solver_ref, self._actors, self._job = None, None, [], job
         if self._remote is None:
             self._total = ray.cluster_resources().get("CPU", 0.0)
-            self._remote = ray.remote(SolverActor if self.use_actors else solve_rows)
+            self._remote = ray.remote(SolverActor if self.use_actors else solve_task)
         held = sum(len(p._actors) * p.num_cpus for p in _POOLS if p is not self and p._job == job)
         free = self._total - held  # CPUs not pinned by the actors of other RaySolvers
         self._workers = max(1, int(free // self.num_cpus))
@@ -203,24 +241,29 @@ class RaySolver:
                 f" cluster's {self._total:g} CPUs, {held:g} of them held by the actors of other"
                 " RaySolvers (close() those); Ray would wait for them forever"
             )
+        if self._solver_ref is None:  # pickled here, unpickled on the workers under their care
+            build = self._make_solver is not None
+            name, shipped = (
+                ("make_solver", self._make_solver) if build else ("solver", self._solver)
+            )
+            try:
+                blob = ray.cloudpickle.dumps(shipped)
+            except Exception as error:
+                hint = "" if build else "; build it on the workers with make_solver= instead"
+                raise TypeError(
+                    f"{name}: cannot be pickled for the Ray workers ({error}){hint}"
+                ) from error
+            self._solver_ref = ray.put(blob)
         if self.use_actors:
             options = self._remote.options(
                 num_cpus=self.num_cpus,
                 max_restarts=self.max_retries,
                 max_task_retries=self.max_retries,
             )
-            args = (self._solver, self._make_solver, self.backend)
+            args = (self._solver_ref, self._make_solver is not None, self.backend)
             while len(self._actors) < count:
                 self._actors.append(options.remote(*args))
             _POOLS.add(self)
-        elif self._solver_ref is None:
-            try:
-                self._solver_ref = ray.put(self._solver)
-            except Exception as error:
-                raise TypeError(
-                    f"solver: cannot be pickled for the Ray workers ({error}); build it on the"
-                    " workers with make_solver= instead"
-                ) from error
 
     def _run(self, theta: np.ndarray, bounds: list[tuple[int, int]], actors: list[Any]) -> Any:
         """Submit every chunk, collect the results in order; on failure cancel what is left."""
@@ -260,8 +303,8 @@ class RaySolver:
                 try:
                     results[c] = self._fetch(ready[0], bounds[c], theta.shape)
                 except SolverWorkerError as error:
-                    if a >= 0 and isinstance(error.__cause__, ray.exceptions.RayActorError):
-                        lost.add(a)
+                    if a >= 0 and error.stage in ("worker", "unpickle", "make_solver"):
+                        lost.add(a)  # dead, or holding no solver: the next call starts another
                     raise
                 idle.append(a)
         except BaseException as error:
@@ -277,32 +320,30 @@ class RaySolver:
         return results[0].copy() if len(results) == 1 else np.concatenate(results)
 
     def _fetch(self, ref: Any, span: tuple[int, int], shape: tuple[int, ...]) -> Any:
-        """``ray.get`` one chunk's result, turning Ray's errors into `SolverWorkerError`."""
+        """``ray.get`` one chunk's result, turning failures into `SolverWorkerError`."""
         ray = self._ray
         start, stop = span
         try:
             z = ray.get(ref)
-        except ray.exceptions.RayTaskError as error:
-            cause = getattr(error, "cause", None) or error
-            local = getattr(cause, "index", None)
-            index = None
-            if is_int(local) and 0 <= local < stop - start:
-                index = start + local
-            where = f"instances {start}..{stop - 1}" if index is None else f"instance {index}"
-            raise SolverWorkerError(
-                f"solver failed on {where} of the batch: {type(cause).__name__}: {cause}",
-                index=index,
-                start=start,
-                stop=stop,
-            ) from cause
-        except ray.exceptions.RayError as error:
-            raise SolverWorkerError(
+        except ray.exceptions.RayError as error:  # the worker functions return their errors
+            lost = isinstance(error, _worker_deaths(ray))
+            what = (
                 f"Ray worker lost while solving instances {start}..{stop - 1}, retried"
-                f" max_retries={self.max_retries} times: {type(error).__name__}: {error}",
+                f" max_retries={self.max_retries} times"
+                if lost
+                else f"Ray failed to deliver instances {start}..{stop - 1}"
+            )
+            raise SolverWorkerError(
+                f"{what}: {type(error).__name__}: {error}",
                 index=None,
                 start=start,
                 stop=stop,
+                stage="worker" if lost else "ray",
+                error_type=_qualified(type(error)),
             ) from error
+        if isinstance(z, dict):  # the worker's record of an exception (worker.describe_failure)
+            failed = self._failure(z, span)
+            raise failed from failed.__cause__
         expected = (stop - start, *shape[1:])
         if np.shape(z) != expected:
             raise ValueError(
@@ -310,6 +351,46 @@ class RaySolver:
                 f" expected {expected}"
             )
         return z
+
+    def _failure(self, record: dict[str, Any], span: tuple[int, int]) -> SolverWorkerError:
+        """The `SolverWorkerError` for a worker's `describe_failure` record of an exception.
+
+        Its ``__cause__`` is the original exception where that unpickles here, else ``None``.
+        """
+        start, stop = span
+        cause, unpicklable = None, record["unpicklable"]
+        if record["pickled"] is not None:
+            try:
+                cause = self._ray.cloudpickle.loads(record["pickled"])
+            except Exception as failure:  # a class whose __init__ pickle cannot call, ...
+                unpicklable = f"{type(failure).__name__}: {failure}"
+        local = record["index"]
+        index = start + local if is_int(local) and 0 <= local < stop - start else None
+        if record["stage"] in ("unpickle", "make_solver"):
+            name = "make_solver" if self._make_solver is not None else "solver"
+            step = "could not be unpickled" if record["stage"] == "unpickle" else "raised"
+            what = f"{name} {step} on the Ray worker given instances {start}..{stop - 1}"
+            index = None
+        else:
+            where = f"instances {start}..{stop - 1}" if index is None else f"instance {index}"
+            what = f"solver failed on {where} of the batch"
+        message = f"{what}: {record['name']}: {record['message']}"
+        if not isinstance(cause, BaseException):
+            cause = None
+            message += (
+                f" (the exception itself could not be sent back from the worker: {unpicklable})"
+            )
+        error = SolverWorkerError(
+            message,
+            index=index,
+            start=start,
+            stop=stop,
+            stage=record["stage"],
+            error_type=record["type"],
+        )
+        error.__cause__ = cause
+        error.add_note(f"Traceback on the Ray worker:\n{record['traceback'].rstrip()}")
+        return error
 
     def _drop(self, actors: list[Any]) -> None:
         """Kill ``actors`` and forget them (under the lock); the next call starts replacements."""

@@ -200,8 +200,3 @@ def test_demo_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == ""  # --quiet prints nothing
     for name in expected:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
-
-
-def test_demo_rejects_bad_counts(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--steps"):
-        main(["demo", "--out", str(tmp_path), "--steps", "0"])

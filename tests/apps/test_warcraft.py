@@ -252,10 +252,3 @@ def test_command_smoke_run(tmp_path: Path) -> None:
         ("imle", True),
     ]
     assert "| imle+sym | 6 |" in (tmp_path / "results.md").read_text()
-
-
-def test_command_rejects_bad_sizes(tmp_path: Path) -> None:
-    from imle_fn.apps.cli import main
-
-    with pytest.raises(ValueError, match="--train"):
-        main(["bench", "warcraft", "--train", "0", "--out", str(tmp_path)])

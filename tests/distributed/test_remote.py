@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,12 +199,165 @@ def test_worker_exception_names_the_instance(num_actors: int | None) -> None:
         ) as info:
             solver(low)
         assert info.value.index == 11 and isinstance(info.value.__cause__, ValueError)
+        assert (info.value.stage, info.value.error_type) == ("solver", "builtins.ValueError")
         with pytest.raises(
             SolverWorkerError, match=r"instances 16\.\.19 .*solver exploded"
         ) as info:
             solver(high)
         assert info.value.index is None and (info.value.start, info.value.stop) == (16, 20)
         np.testing.assert_array_equal(solver(theta), theta)  # still usable afterwards
+    finally:
+        solver.close()
+
+
+class NeedsTwoError(Exception):
+    """Pickles, but does not unpickle: pickle calls ``NeedsTwoError(message)`` with one argument."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+class UnpicklableError(Exception):
+    def __reduce__(self) -> Any:
+        raise TypeError("this exception refuses pickling")
+
+
+def fussy(log: str) -> Any:
+    """A solver that fails, in the way ``theta[i, 0]`` asks, with errors that cannot travel back."""
+
+    def solve(theta: np.ndarray) -> Any:
+        code = theta[:, 0]
+        with open(log, "a") as f:
+            f.write("F" if (code < 0).any() else "x")  # F: the chunk that fails
+        if (code == -1).any():
+            error = RuntimeError("row has no feasible state")
+            error.lock = threading.Lock()  # type: ignore[attr-defined]  # does not pickle
+            error.index = int(np.flatnonzero(code == -1)[0])  # type: ignore[attr-defined]
+            raise error
+        if (code == -2).any():
+            raise NeedsTwoError("licence", "expired")
+        if (code == -3).any():
+            raise UnpicklableError("model crashed")
+        if (code == -4).any():
+            return [threading.Lock()] * len(theta)  # a result that cannot travel back
+        return theta.copy()
+
+    return solve
+
+
+@pytest.mark.parametrize(
+    ("num_actors", "max_retries", "timeout"),
+    [(None, 0, None), (None, 3, 30.0), (1, 0, None), (1, 3, 30.0)],
+)
+def test_an_exception_that_cannot_travel_back_is_reported_as_itself(
+    tmp_path: Path, num_actors: int | None, max_retries: int, timeout: float | None
+) -> None:
+    """Case 11: not "worker lost ... retried 3 times": type, message, instance, and no retry."""
+    log = tmp_path / "calls"
+    solver = RaySolver(
+        fussy(str(log)),
+        event_ndim=1,
+        chunk_size=4,
+        num_actors=num_actors,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+    theta = np.abs(scores(8))
+    expected = {
+        -1: r"instance 6 of the batch: RuntimeError: row has no feasible state \(the exception"
+        r" itself could not be sent back from the worker: TypeError: cannot pickle '_thread.lock'",
+        -2: r"instances 4\.\.7 of the batch: NeedsTwoError: licence: expired \(the exception itself"
+        r" could not be sent back from the worker: TypeError: .*missing 1 required positional",
+        -3: r"instances 4\.\.7 of the batch: UnpicklableError: model crashed \(.*refuses pickling\)",
+        -4: r"instances 4\.\.7 of the batch: TypeError: solver: returned an array of dtype"
+        r" object, expected numbers\n",
+    }
+    try:
+        for code, message in expected.items():
+            bad = theta.copy()
+            bad[6, 0] = code
+            log.write_text("")
+            with pytest.raises(SolverWorkerError, match=r"^solver failed on " + message) as info:
+                solver(bad)
+            error = info.value
+            assert (error.start, error.stop, error.stage) == (4, 8, "solver")
+            assert error.index == (6 if code == -1 else None)
+            assert "worker lost" not in str(error) and "retried" not in str(error)
+            calls = log.read_text()  # the failing chunk ran once (no retry); the other at most once
+            assert calls.count("F") == 1 and calls.count("x") <= 1, calls
+            assert any("Traceback on the Ray worker" in note for note in error.__notes__)
+            if code == -4:
+                assert isinstance(error.__cause__, TypeError)
+            else:
+                assert error.__cause__ is None
+                assert error.error_type.endswith(
+                    ("RuntimeError", "NeedsTwoError", "UnpicklableError")
+                )
+        np.testing.assert_array_equal(solver(theta), theta)  # still usable afterwards
+    finally:
+        solver.close()
+
+
+def test_make_solver_error_that_cannot_travel_back_is_reported_and_the_actor_replaced(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "built"
+
+    def make() -> Any:
+        if not marker.exists():
+            marker.write_text("failed once")
+            raise NeedsTwoError("licence server", "unreachable")
+        return topk
+
+    solver = RaySolver(make_solver=make, event_ndim=1, num_actors=1, chunk_size=10)
+    theta = scores(6)
+    try:
+        with pytest.raises(
+            SolverWorkerError,
+            match=r"^make_solver raised on the Ray worker given instances 0\.\.5: NeedsTwoError:"
+            r" licence server: unreachable \(the exception itself could not be sent back",
+        ) as info:
+            solver(theta)
+        assert info.value.stage == "make_solver" and info.value.index is None
+        np.testing.assert_array_equal(solver(theta), topk(theta))  # a new actor, built anew
+    finally:
+        solver.close()
+
+
+DRIVER = os.getpid()
+
+
+def _unpickle_here() -> Fragile:
+    if os.getpid() != DRIVER:
+        raise ModuleNotFoundError("No module named 'licensed_solver'")
+    return Fragile()
+
+
+class Fragile:
+    """A solver that does not unpickle on the workers (as one whose module they lack)."""
+
+    event_ndim = 1
+    backend = "numpy"
+
+    def __reduce__(self) -> Any:
+        return (_unpickle_here, ())
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        return theta.copy()
+
+
+@pytest.mark.parametrize("num_actors", [None, 1])
+def test_solver_that_does_not_unpickle_on_the_worker_is_named(num_actors: int | None) -> None:
+    solver = RaySolver(Fragile(), chunk_size=10, num_actors=num_actors)
+    try:
+        with pytest.raises(
+            SolverWorkerError,
+            match=r"^solver could not be unpickled on the Ray worker given instances 0\.\.2:"
+            r" ModuleNotFoundError: No module named 'licensed_solver'\n",
+        ) as info:
+            solver(scores(3))
+        assert info.value.stage == "unpickle"
+        assert isinstance(info.value.__cause__, ModuleNotFoundError)
     finally:
         solver.close()
 
@@ -239,9 +393,12 @@ def test_retries_are_bounded(tmp_path: Path) -> None:
         os._exit(1)
 
     solver = RaySolver(always_die, event_ndim=1, max_retries=1, chunk_size=10)
-    with pytest.raises(SolverWorkerError, match=r"worker lost while solving instances 0\.\.2"):
+    with pytest.raises(
+        SolverWorkerError, match=r"worker lost while solving instances 0\.\.2"
+    ) as info:
         solver(scores(3))
     assert log.read_text() == "xx"  # the first attempt and one retry
+    assert info.value.stage == "worker"
 
 
 def sleepy(theta: np.ndarray) -> np.ndarray:

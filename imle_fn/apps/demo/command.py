@@ -17,13 +17,15 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Attach the ``demo`` options to ``parser``."""
-    parser.add_argument(
-        "--out", type=Path, default=Path("demo-out"), help="output folder (default: demo-out)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of every random draw (default: 0)"
-    )
+    """Attach the ``demo`` options to ``parser``.
+
+    Every value is checked as it is parsed (`imle_fn.apps.arguments`): a bad one stops the command
+    with an argparse error (exit status 2) before anything is computed or written.
+    """
+    from imle_fn.apps.arguments import int_at_least, positive_int, seed, writable_dir
+
+    parser.add_argument("--out", type=writable_dir, default=Path("demo-out"), help="output folder")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of every random draw")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     parser.add_argument(
         "--all-configs",
@@ -37,42 +39,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="exact",
         help="solver of the learning runs: 'exact' (GridShortestPath, costs clamped at zero) or"
         " 'reference' (the reference's Dijkstra on raw negative costs, which the reference's"
-        " 100-sample configurations need to reach the gold path) (default: exact)",
+        " 100-sample configurations need to reach the gold path)",
     )
     parser.add_argument(
-        "--steps", type=int, default=1100, help="Adam steps of the learning runs (default: 1100)"
+        "--steps", type=positive_int, default=1100, help="Adam steps of the learning runs"
     )
     parser.add_argument(
-        "--num-paths", type=int, default=100, help="sampled paths in paths.gif (default: 100)"
+        "--num-paths", type=positive_int, default=100, help="sampled paths in paths.gif"
     )
     parser.add_argument(
         "--gradient-samples",
-        type=int,
+        type=positive_int,
         default=10,
-        help="noise samples per step of the flat-map run in gradients.gif (default: 10)",
+        help="noise samples per step of the flat-map run in gradients.gif",
     )
     parser.add_argument(
         "--frames",
-        type=int,
+        type=int_at_least(2),
         default=56,
         help="frames of each learning animation, at most: they are denser early and repeated"
-        " steps are dropped (default: 56)",
+        " steps are dropped",
     )
     parser.add_argument(
         "--gradient-frames",
-        type=int,
+        type=int_at_least(2),
         default=100,
-        help="frames of gradients.gif, at most (default: 100)",
+        help="frames of gradients.gif, at most",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo with the parsed ``args``; returns the exit status (0)."""
-    for name in ("steps", "num_paths", "gradient_samples", "frames", "gradient_frames"):
-        if getattr(args, name) < 1:
-            raise SystemExit(
-                f"imle-fn demo: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-            )
+    """Run the demo with the parsed ``args`` (checked by the parser); returns the exit status (0)."""
     start = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

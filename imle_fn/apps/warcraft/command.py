@@ -24,32 +24,57 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Attach the command's options (the paper's optimiser settings are the defaults)."""
+    """Attach the command's options (the paper's optimiser settings are the defaults).
+
+    Every value is checked as it is parsed (`imle_fn.apps.arguments`): a bad one stops the command
+    with an argparse error (exit status 2) before any map is generated.
+    """
+    from imle_fn.apps.arguments import (
+        int_at_least,
+        positive_float,
+        positive_int,
+        seed,
+        writable_dir,
+    )
     from imle_fn.apps.warcraft.methods import METHODS
 
-    parser.add_argument("--grid", type=int, default=12, help="cells per side K (default 12)")
-    parser.add_argument("--train", type=int, default=10000, help="training maps (default 10000)")
-    parser.add_argument("--test", type=int, default=1000, help="test maps (default 1000)")
-    parser.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
+    parser.add_argument("--grid", type=int_at_least(2), default=12, help="cells per side K")
+    parser.add_argument("--train", type=positive_int, default=10000, help="training maps")
+    parser.add_argument("--test", type=positive_int, default=1000, help="test maps")
+    parser.add_argument("--epochs", type=positive_int, default=50, help="epochs")
     parser.add_argument(
-        "--method", nargs="+", choices=METHODS, default=["imle"], help="method(s) to run in turn"
+        "--method",
+        nargs="+",
+        choices=METHODS,
+        default=["imle"],
+        help="method(s) to run in turn",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/warcraft"), help="output folder")
-    parser.add_argument("--data-dir", type=Path, default=None, help="map cache (default OUT/data)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="training seed (network, batches, noise)"
+        "--out", type=writable_dir, default=Path("out/warcraft"), help="output folder"
     )
-    parser.add_argument("--data-seed", type=int, default=0, help="map seed (test maps use +1)")
-    parser.add_argument("--batch-size", type=int, default=70)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--lam-imle", type=float, default=50.0, help="I-MLE lambda (default 50)")
-    parser.add_argument("--lam-dbb", type=float, default=20.0, help="DBB lambda (default 20)")
     parser.add_argument(
-        "--sigma-fy", type=float, default=0.01, help="FY noise scale (default 0.01)"
+        "--data-dir", type=writable_dir, default=None, help="map cache (default: OUT/data)"
     )
-    parser.add_argument("--num-samples", type=int, default=1, help="noise samples per map (fy)")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+        "--seed", type=seed, default=0, help="training seed (network, batches, noise)"
+    )
+    parser.add_argument("--data-seed", type=seed, default=0, help="map seed (test maps use +1)")
+    parser.add_argument("--batch-size", type=positive_int, default=70, help="maps per step")
+    parser.add_argument("--lr", type=positive_float, default=5e-4, help="Adam learning rate")
+    parser.add_argument("--lam-imle", type=positive_float, default=50.0, help="I-MLE lambda")
+    parser.add_argument("--lam-dbb", type=positive_float, default=20.0, help="DBB lambda")
+    parser.add_argument(
+        "--sigma-fy", type=positive_float, default=0.01, help="Fenchel-Young noise scale"
+    )
+    parser.add_argument(
+        "--num-samples", type=positive_int, default=1, help="noise samples per map (fy)"
+    )
+    cpus = os.cpu_count() or 1
+    parser.add_argument(
+        "--threads",
+        type=int_at_least(1, cpus),
+        default=None,
+        help=f"torch threads, at most this machine's {cpus} CPUs (default: torch's)",
     )
     parser.add_argument(
         "--augment",
@@ -82,16 +107,15 @@ def _tensors(maps: Any, mean: Any, std: Any) -> tuple[Any, Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate (or load) the maps, train each requested method, write the results."""
+    """Generate (or load) the maps, train each requested method, write the results.
+
+    ``args`` come from the parser `add_arguments` builds, which has checked every value.
+    """
     import torch
 
     from imle_fn.apps.warcraft.report import sample_picture, write_summary
     from imle_fn.apps.warcraft.train import TrainConfig, train
 
-    for name in ("grid", "train", "test"):
-        value = getattr(args, name)
-        if value < (2 if name == "grid" else 1):
-            raise ValueError(f"--{name}: expected >= {2 if name == 'grid' else 1}, got {value}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     out: Path = args.out
