@@ -35,6 +35,7 @@ from imle_fn.apps.dvae.train import seed_streams
 from imle_fn.apps.timing import Timer
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.implicit_mle import imle
+from imle_fn.estimators.simple_estimator import simple
 from imle_fn.solvers.topk import TopK, topk_map
 from tests.naive import naive_ksubset_kl_uniform
 
@@ -231,6 +232,20 @@ def test_imle_method_is_the_library_call_with_the_papers_settings() -> None:
     assert theta.grad is not None and torch.equal(theta.grad, t2.grad)  # type: ignore[arg-type]
 
 
+def test_simple_method_is_the_library_call_on_theta_over_tau() -> None:
+    settings = MethodSettings(k=3, samples=2)
+    theta = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(13), requires_grad=True)
+    z = make_method("simple", settings, Timer()).sample(theta, torch.Generator().manual_seed(14))
+    uniforms = torch.rand((2, 2, 4, 6), generator=torch.Generator().manual_seed(14))
+    t2 = theta.detach().clone().requires_grad_()
+    z2 = simple(t2 / 10.0, uniforms, 3)  # exact samples of q = p(.; theta / tau), tau = 10
+    assert torch.equal(z, z2)
+    dz = torch.randn(z.shape, generator=torch.Generator().manual_seed(15))
+    (z * dz).sum().backward()
+    (z2 * dz).sum().backward()
+    assert theta.grad is not None and torch.equal(theta.grad, t2.grad)  # type: ignore[arg-type]
+
+
 def test_aimle_method_adapts_beta() -> None:
     method = make_method("aimle", MethodSettings(k=2, aimle_beta=1.0, aimle_step=0.25), Timer())
     assert isinstance(method, AdaptiveIMLE)
@@ -252,7 +267,7 @@ def test_method_settings_and_registry_reject_bad_values() -> None:
     with pytest.raises(ValueError, match="temperature"):
         MethodSettings(k=2, temperature=0.0)
     with pytest.raises(ValueError, match="method"):
-        make_method("simple", MethodSettings(k=2), Timer())
+        make_method("reinforce", MethodSettings(k=2), Timer())
 
 
 # ----------------------------------------------------------------------------- model, seeds
@@ -361,7 +376,7 @@ def test_a_registered_data_set_runs_through_the_same_command(
         (["--seeds", "0"], "argument --seeds"),
         (["--lr", "-1"], "argument --lr: expected > 0"),
         (["--epochs", "1.5"], "argument --epochs: invalid int value"),
-        (["--methods", "simple"], "argument --methods: invalid choice"),
+        (["--methods", "reinforce"], "argument --methods: invalid choice"),
         (["--binarize", "otsu"], "argument --binarize: invalid choice"),
     ],
 )
