@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numba import njit
 
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.implicit_mle import imle
@@ -29,6 +30,7 @@ __all__ = [
     "bellman_ford_cost",
     "brute_force_oracle",
     "dijkstra_oracle",
+    "dijkstra_reference",
     "heapq_dijkstra",
     "heapq_dijkstra_batch",
     "heapq_dijkstra_lean",
@@ -471,6 +473,173 @@ def rules_oracle(costs: np.ndarray) -> np.ndarray:
         at = pred[at]
         out[at] = 1
     return out
+
+
+# ------------------------------------------ today's kernel, the tie rule's reference (Numba)
+_REF_CELL = 0xFFFFFFFF  # heap tie = (hops << 32) | cell
+
+
+@njit(cache=True, nogil=True)
+def _ref_sift_up(hkey, htie, pos, i, key, tie):  # type: ignore[no-untyped-def]
+    while i > 0:
+        p = (i - 1) >> 1
+        pk = hkey[p]
+        pt = htie[p]
+        if key < pk or (key == pk and tie < pt):
+            hkey[i] = pk
+            htie[i] = pt
+            pos[pt & _REF_CELL] = i
+            i = p
+        else:
+            break
+    hkey[i] = key
+    htie[i] = tie
+    pos[tie & _REF_CELL] = i
+
+
+@njit(cache=True, nogil=True)
+def _ref_sift_down(hkey, htie, pos, size, key, tie):  # type: ignore[no-untyped-def]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        ck = hkey[c]
+        ct = htie[c]
+        r = c + 1
+        if r < size:
+            rk = hkey[r]
+            rt = htie[r]
+            if rk < ck or (rk == ck and rt < ct):
+                c = r
+                ck = rk
+                ct = rt
+        if ck < key or (ck == key and ct < tie):
+            hkey[i] = ck
+            htie[i] = ct
+            pos[ct & _REF_CELL] = i
+            i = c
+        else:
+            break
+    hkey[i] = key
+    htie[i] = tie
+    pos[tie & _REF_CELL] = i
+
+
+@njit(cache=True, nogil=True)
+def _ref_solve(costs, sr, sc, tr, tc, eight, clamp, out, status):  # type: ignore[no-untyped-def]
+    H = costs.shape[1]
+    W = costs.shape[2]
+    Wp = W + 2
+    n = (H + 2) * Wp
+    cpad = np.full(n, np.inf)
+    dist = np.full(n, np.inf)
+    pred = np.empty(n, dtype=np.int32)
+    pos = np.empty(n, dtype=np.int32)
+    hkey = np.empty(H * W, dtype=np.float64)
+    htie = np.empty(H * W, dtype=np.int64)
+    hops = np.zeros(n, dtype=np.int64)
+    if eight:
+        off = np.array([-Wp - 1, -Wp, -Wp + 1, -1, 1, Wp - 1, Wp, Wp + 1], dtype=np.int64)
+    else:
+        off = np.array([-Wp, -1, 1, Wp], dtype=np.int64)
+    s = (sr + 1) * Wp + sc + 1
+    t = (tr + 1) * Wp + tc + 1
+    inf = np.inf
+    for b in range(costs.shape[0]):
+        code = 0
+        for r in range(H):
+            row = (r + 1) * Wp + 1
+            for c in range(W):
+                x = np.float64(costs[b, r, c])
+                v = row + c
+                dist[v] = inf
+                if x != x:
+                    code = 1
+                elif x < 0.0:
+                    if x == -inf:
+                        if code != 1:
+                            code = 2
+                    elif clamp:
+                        x = np.float64(0.0)
+                    elif code == 0:
+                        code = 3
+                cpad[v] = x
+                pos[v] = -1
+                hops[v] = 0 if x == inf else n
+        if code != 0:
+            status[b] = code
+            continue
+        if cpad[s] == inf:
+            status[b] = 4
+            continue
+        dist[s] = cpad[s]
+        hops[s] = 0
+        size = 1
+        hkey[0] = dist[s]
+        htie[0] = s
+        pos[s] = 0
+        reached = False
+        while size > 0:
+            u = htie[0] & _REF_CELL
+            size -= 1
+            if size > 0:
+                _ref_sift_down(hkey, htie, pos, size, hkey[size], htie[size])
+            if u == t:
+                reached = True
+                break
+            du = dist[u]
+            nh = hops[u] + 1
+            for k in range(off.shape[0]):
+                v = u + off[k]
+                nd = du + cpad[v]
+                dv = dist[v]
+                if nd < dv or (nd == dv and nh < hops[v]):
+                    pv = pos[v]
+                    dist[v] = nd
+                    hops[v] = nh
+                    pred[v] = u
+                    if pv == -1:
+                        _ref_sift_up(hkey, htie, pos, size, nd, (nh << 32) | v)
+                        size += 1
+                    else:
+                        _ref_sift_up(hkey, htie, pos, pv, nd, (nh << 32) | v)
+        if not reached:
+            status[b] = 4
+            continue
+        status[b] = 0
+        v = t
+        while True:
+            out[b, v // Wp - 1, v % Wp - 1] = 1
+            if v == s:
+                break
+            v = np.int64(pred[v])
+
+
+def dijkstra_reference(
+    costs: np.ndarray,
+    source: Cell = (0, 0),
+    target: Cell = (-1, -1),
+    *,
+    neighbourhood: int = 8,
+    clamp: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The grid kernel as it was before the bucket queues and A* (issue 15), serial, on [B, H, W].
+
+    Dijkstra on lexicographic labels (distance, hops) with an indexed binary heap ordered by
+    (distance, hops, row-major cell), a predecessor replaced only on a strict improvement, early
+    exit at the target; status codes as `imle_fn._kernels.dijkstra`. Returns ``(status [B] int8,
+    paths [B, H, W] float64)``: the oracle that pins the tie rule bit for bit
+    (tests/kernels/test_dijkstra.py) and the "before" timing in bench/bench_shortest_path.py.
+    """
+    costs = np.ascontiguousarray(costs)
+    B, H, W = costs.shape
+    s = (source[0] % H, source[1] % W)
+    t = (target[0] % H, target[1] % W)
+    out = np.zeros((B, H, W))
+    status = np.zeros(B, dtype=np.int8)
+    _ref_solve(costs, s[0], s[1], t[0], t[1], neighbourhood == 8, clamp, out, status)
+    return status, out
 
 
 # ------------------------------------------------- pure-Python Dijkstras timed by bench/

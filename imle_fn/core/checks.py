@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "NaNError",
+    "as_number",
     "check_cell",
     "check_choice",
     "check_device",
@@ -30,10 +32,12 @@ __all__ = [
     "check_floating_tensor",
     "check_generator",
     "check_grid",
+    "check_has_data",
     "check_int",
     "check_int_array",
     "check_k_subset_scores",
     "check_no_nan",
+    "check_no_nan_split",
     "check_nonnegative",
     "check_positive",
     "check_positive_tensor",
@@ -41,9 +45,12 @@ __all__ = [
     "check_shape",
     "check_solver_output",
     "check_state_tensor",
+    "check_target_states",
     "check_unit_interval",
     "first_bad_instance",
+    "index_text",
     "is_int",
+    "unravel",
 ]
 
 T = TypeVar("T")
@@ -54,8 +61,44 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+def as_number(name: str, value: object) -> object:
+    """A hyper-parameter as a plain Python number: the one place where numbers are converted.
+
+    Python ints and floats pass unchanged; NumPy scalars (``np.float32(10)``), 0-d NumPy arrays and
+    0-d real tensors become a Python float (an integer tensor or array an int). Tensors are read
+    eagerly with ``.item()`` (a device sync, and a graph break under `torch.compile`: pass a float
+    there). Anything else (bools, strings, tensors with elements other than one) comes back
+    unchanged, for the caller's check to refuse with its own message.
+
+    Raises:
+        ValueError: a tensor that requires grad (hyper-parameters receive no gradient) or has no
+            data (a ``meta`` tensor).
+    """
+    if isinstance(value, (bool, np.bool_)) or type(value) in (int, float):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, np.generic) and not isinstance(value, np.bool_):
+        value = value.item()
+    elif isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
+        if value.requires_grad:
+            raise ValueError(
+                f"{name}: got a tensor that requires grad; imle_fn hyper-parameters receive no"
+                f" gradient: pass {name}.detach() (or a float)"
+            )
+        if value.device.type == "meta":
+            raise ValueError(f"{name}: got a meta tensor, which has no value; pass a float")
+        if not value.is_complex():
+            value = value.item()
+    return value
+
+
 def check_finite(name: str, value: object) -> float:
-    """``value`` as a float; ValueError unless it is a finite real number (bools are refused)."""
+    """``value`` as a float; ValueError unless it is a finite real number (bools are refused).
+
+    Python numbers, NumPy scalars and 0-d tensors are accepted (see `as_number`).
+    """
+    value = as_number(name, value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
     return float(value)
@@ -86,6 +129,8 @@ def check_int(
         TypeError: ``value`` is not a Python/NumPy integer, or is a bool.
         ValueError: ``value < minimum`` or ``value > maximum``.
     """
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and not value.is_floating_point():
+        value = as_number(name, value)
     if not is_int(value):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
     result = operator.index(value)
@@ -407,15 +452,86 @@ def first_bad_instance(mask: Any) -> int | None:
     return int(per_instance.argmax()) if per_instance.any() else None
 
 
-def check_no_nan(name: str, flat: Any) -> None:
-    """ValueError naming the first instance of ``flat: [N, ...]`` (array or tensor) holding a NaN."""
+class NaNError(ValueError):
+    """NaN where a solver needs scores; ``index`` is the offending instance's index into the
+    leading (batch) dims of the checked tensor."""
+
+    def __init__(self, message: str, index: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def unravel(flat_index: int, lead: Sequence[int]) -> tuple[int, ...]:
+    """The index into ``lead`` dims of instance ``flat_index`` of their row-major flattening."""
+    return tuple(int(i) for i in np.unravel_index(flat_index, tuple(lead))) if lead else ()
+
+
+def index_text(index: tuple[int, ...]) -> str:
+    """``(1, 2)`` as ``"(1, 2)"``, a 1-tuple as its number."""
+    return str(index[0]) if len(index) == 1 else str(index)
+
+
+def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> None:
+    """`NaNError` (a ValueError) naming the first instance of ``flat: [N, ...]`` (array or tensor)
+    that holds a NaN, as an index into ``lead`` (the dims folded into ``N``; default ``[N]``)."""
     bad = first_bad_instance(flat != flat)  # NaN is the only value != itself
     if bad is not None:
-        raise ValueError(f"{name}: contains NaN at instance {bad} (of {flat.shape[0]})")
+        lead = (flat.shape[0],) if lead is None else tuple(lead)
+        index = unravel(bad, lead)
+        raise NaNError(
+            f"{name}: contains NaN at instance {index_text(index)} (of leading dims {list(lead)})",
+            index,
+        )
 
 
-def check_solver_output(z: Any, expected: tuple[int, ...], solver_name: str) -> None:
-    """A solver's result ``z`` (array or tensor): shaped ``expected``, finite where floating."""
+def check_no_nan_split(
+    name: str, value: torch.Tensor, num_sample_dims: int, event_ndim: int
+) -> None:
+    """NaN check of an estimator argument ``[*sample, *batch, *event]``, naming the (sample,
+    instance) index of the first bad instance. Plain (eager, unbatched) tensors only.
+
+    Raises:
+        ValueError: ``value`` holds a NaN.
+    """
+    lead = tuple(value.shape[: value.ndim - event_ndim])
+    if math.prod(lead) == 0:
+        return
+    flat = value.detach().reshape(math.prod(lead), *value.shape[value.ndim - event_ndim :])
+    bad = first_bad_instance(torch.isnan(flat))
+    if bad is None:
+        return
+    index = unravel(bad, lead)
+    sample, instance = index[:num_sample_dims], index[num_sample_dims:]
+    where = f"instance {index_text(instance)}" if instance else "its only instance"
+    if num_sample_dims:
+        where = f"sample {index_text(sample)}, {where}"
+    raise ValueError(
+        f"{name}: contains NaN at {where} (sample dims {list(lead[:num_sample_dims])}, batch dims"
+        f" {list(lead[num_sample_dims:])})"
+    )
+
+
+def check_solver_output(
+    z: Any, expected: tuple[int, ...], solver_name: str, lead: Sequence[int] | None = None
+) -> None:
+    """A solver's result ``z`` (array or tensor): real numbers, shaped ``expected``, finite where
+    floating; a bad instance is named by its index into ``lead`` (the dims folded into ``N``).
+
+    Raises:
+        TypeError: ``z`` holds strings, Python objects or complex numbers.
+        ValueError: a wrong shape or non-finite values.
+    """
+    if isinstance(z, torch.Tensor):
+        kind_ok = not z.is_complex()
+        dtype: object = z.dtype
+    else:
+        kind_ok = z.dtype.kind in "biuf"
+        dtype = z.dtype
+    if not kind_ok:
+        raise TypeError(
+            f"solver: {solver_name} returned values of dtype {dtype}; a MAP solver must return"
+            " real numbers (0/1 states, or bools), shaped like its scores"
+        )
     if tuple(z.shape) != expected:
         raise ValueError(
             f"solver: {solver_name} returned shape {tuple(z.shape)} for input of shape {expected};"
@@ -426,13 +542,35 @@ def check_solver_output(z: Any, expected: tuple[int, ...], solver_name: str) -> 
     else:
         bad = first_bad_instance(~np.isfinite(z)) if z.dtype.kind in "fc" else None
     if bad is not None:
-        raise ValueError(f"solver: {solver_name} returned non-finite values at instance {bad}")
+        lead = (expected[0],) if lead is None else tuple(lead)
+        raise ValueError(
+            f"solver: {solver_name} returned non-finite values at instance"
+            f" {index_text(unravel(bad, lead))} (of leading dims {list(lead)})"
+        )
+
+
+def check_has_data(name: str, value: torch.Tensor) -> torch.Tensor:
+    """``value`` unchanged; ValueError for a ``meta`` tensor (shapes only, no values to solve)."""
+    if value.device.type == "meta":
+        raise ValueError(
+            f"{name}: a meta tensor has a shape but no values, and a MAP solver needs values;"
+            " run on a real device (for shape-only tracing use torch.compile, whose fake tensors"
+            " imle_fn supports)"
+        )
+    return value
 
 
 def check_estimator_inputs(theta: object, noise: object) -> None:
-    """An estimator's ``theta`` (floating tensor) and ``noise`` (None, or a floating tensor without
-    gradient shaped ``[*samples, *theta.shape]``, trailing dims broadcastable to theta's)."""
-    theta = check_floating_tensor("theta", theta)
+    """An estimator's ``theta`` (floating tensor with data) and ``noise`` (None, or a floating
+    tensor without gradient shaped ``[*samples, *theta.shape]``, trailing dims broadcastable to
+    theta's, at least one sample).
+
+    Raises:
+        TypeError: ``theta`` or ``noise`` is not a floating-point tensor.
+        ValueError: a meta ``theta``; ``noise`` requiring grad, of a wrong shape, or with a
+            zero-size sample dim (zero samples: the mean over samples is undefined).
+    """
+    theta = check_has_data("theta", check_floating_tensor("theta", theta))
     if noise is None:
         return
     if not isinstance(noise, torch.Tensor):
@@ -451,6 +589,37 @@ def check_estimator_inputs(theta: object, noise: object) -> None:
             f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"
             f" to theta's), got {tuple(noise.shape)}"
         )
+    if 0 in noise.shape[:ns]:
+        raise ValueError(
+            f"noise: has zero samples (sample dims {list(noise.shape[:ns])} of shape"
+            f" {tuple(noise.shape)}); the estimate averages over samples, so pass at least one"
+        )
+
+
+def check_target_states(y: object, theta: torch.Tensor) -> torch.Tensor:
+    """A loss's target states ``y``: a real tensor broadcastable to ``theta.shape``, on theta's
+    device.
+
+    Raises:
+        TypeError: ``y`` is not a tensor, or is complex.
+        ValueError: a shape that does not broadcast to theta's, or another device.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y: expected a torch.Tensor, got {type(y).__name__}")
+    if y.is_complex():
+        raise TypeError(f"y: expected real target states, got dtype {y.dtype}")
+    try:
+        shape = torch.broadcast_shapes(y.shape, theta.shape)
+    except RuntimeError:
+        shape = None
+    if shape != theta.shape:
+        raise ValueError(
+            f"y: expected target states of theta's shape {tuple(theta.shape)} (or broadcastable"
+            f" to it), got {tuple(y.shape)}"
+        )
+    if y.device != theta.device:
+        raise ValueError(f"y: expected device {theta.device}, got {y.device}")
+    return y
 
 
 def check_k_subset_scores(name: str, flat: torch.Tensor, k: int) -> None:

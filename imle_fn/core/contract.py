@@ -11,26 +11,40 @@ A solver is either
 * any plain callable, wrapped with `as_solver` (or passed to `map_solve` together with
   ``event_ndim=``). Plain callables are treated as NumPy solvers.
 
-``backend="numpy"`` solvers receive a C-contiguous CPU ``numpy.ndarray`` (float32 or float64; bfloat16
-and float16 scores arrive as float32) and may return anything ``numpy.asarray`` accepts.
-``backend="torch"`` solvers receive a detached tensor on the scores' own device and return a tensor.
-Either way the result is checked (shape, finite values) and cast back to the scores' dtype and device.
+``backend="numpy"`` solvers receive a read-only, C-contiguous CPU ``numpy.ndarray`` (float32 or
+float64; bfloat16 and float16 scores arrive as float32; writing into it raises, naming the solver)
+and may return anything ``numpy.asarray`` accepts. ``backend="torch"`` solvers receive a detached
+private copy on the scores' own device (they may write into it: the caller's tensors never change)
+and return a tensor. Either way the result is checked (real numbers, shape, finite values) and cast
+back to the scores' dtype and device. ``event_ndim`` may be 0 (every scalar is an instance).
+
+Solvers are held only as long as something uses them (`imle_fn.core.handles`): building a new one
+in every training step, a closure over the batch for instance, keeps no memory.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from imle_fn.core.checks import check_choice, check_event_ndim
 
-__all__ = ["Backend", "FunctionSolver", "Solver", "SolverLike", "as_solver", "resolve_solver"]
+__all__ = [
+    "Backend",
+    "FunctionSolver",
+    "Solver",
+    "SolverLike",
+    "as_solver",
+    "assume_constant_result",
+    "resolve_solver",
+]
 
 Backend = Literal["numpy", "torch"]
 """What a solver takes and returns: ``"numpy"`` arrays on the CPU or ``"torch"`` tensors on the
 scores' device (see the module docstring)."""
+BACKENDS: tuple[Backend, ...] = ("numpy", "torch")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @runtime_checkable
@@ -83,8 +97,23 @@ class FunctionSolver:
         return self.fn(theta)
 
 
+def assume_constant_result(fn: F) -> F:
+    """Mark ``fn`` as `torch.compiler.assume_constant_result` does: under `torch.compile` dynamo
+    calls it once, for real, at trace time, and bakes its result into the graph as a constant.
+
+    Written without importing ``torch._dynamo`` at import time (that import costs 1-3 s here;
+    `torch.compile` loads dynamo when it is actually used).
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
 def as_solver(fn: Callable[[Any], Any], *, event_ndim: int, backend: Backend = "numpy") -> Solver:
     """Wrap a batched maximiser ``[N, *event] -> [N, *event]`` as a `Solver`.
+
+    Cheap and safe to call in every training step: equal wrappers share one registration, and
+    none outlives the autograd graph that uses it. Under `torch.compile`, wrap outside the compiled
+    function (or pass the plain callable with ``event_ndim=`` to the estimator).
 
     Args:
         fn: the user's solver; a maximiser of ``<theta, z>`` over its discrete set.
@@ -101,22 +130,27 @@ def as_solver(fn: Callable[[Any], Any], *, event_ndim: int, backend: Backend = "
     return FunctionSolver(fn, event_ndim, backend)
 
 
-def resolve_solver(solver: SolverLike, event_ndim: int | None = None) -> Solver:
-    """Return ``solver`` as a `Solver`, wrapping a plain callable when ``event_ndim`` is given.
+def resolve_solver(
+    solver: SolverLike, event_ndim: int | None = None, backend: Backend | None = None
+) -> Solver:
+    """Return ``solver`` as a `Solver`, wrapping a plain callable when ``event_ndim`` is given
+    (as a ``backend`` solver, default ``"numpy"``; a `Solver` keeps its own backend).
 
-    Wrappers are cached per (callable, event_ndim), so calling this in a training loop does not
-    register a new solver on every step.
+    A plain callable becomes a new `FunctionSolver` on each call; equal wrappers (same callable,
+    ``event_ndim`` and backend) compare and hash equal, so they share one solver handle.
 
     Raises:
         TypeError: ``solver`` is not callable, or ``event_ndim`` is not an int.
-        ValueError: a plain callable arrived without ``event_ndim``.
+        ValueError: a plain callable arrived without ``event_ndim``; a solver with an unknown
+            ``backend``.
     """
     # Attribute checks, not isinstance(solver, Solver): runtime Protocol checks cost ~100 us a call.
     if hasattr(solver, "event_ndim") and hasattr(solver, "backend") and callable(solver):
         check_event_ndim(solver.event_ndim)
+        check_choice("solver.backend", solver.backend, BACKENDS)
         if event_ndim is None or event_ndim == solver.event_ndim:
             return solver  # type: ignore[return-value]  # it has Solver's attributes
-        backend = solver.backend
+        kind: Backend = solver.backend
     elif not callable(solver):
         raise TypeError(f"solver: expected a callable or a Solver, got {type(solver).__name__}")
     elif event_ndim is None:
@@ -125,16 +159,5 @@ def resolve_solver(solver: SolverLike, event_ndim: int | None = None) -> Solver:
             " or wrap it with imle_fn.as_solver(fn, event_ndim=...)"
         )
     else:
-        backend = "numpy"
-    check_event_ndim(event_ndim)
-    key = (id(solver), event_ndim)
-    with _LOCK:
-        cached = _WRAPPED.get(key)
-        if cached is None or cached.fn is not solver:
-            cached = _WRAPPED[key] = FunctionSolver(solver, event_ndim, backend)
-    return cached
-
-
-# Plain callables are wrapped once per (callable, event_ndim), so wrapping in a loop is cheap.
-_WRAPPED: dict[tuple[int, int], FunctionSolver] = {}
-_LOCK = threading.Lock()
+        kind = "numpy" if backend is None else check_choice("backend", backend, BACKENDS)
+    return FunctionSolver(solver, check_event_ndim(event_ndim), kind)

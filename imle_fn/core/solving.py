@@ -3,26 +3,31 @@
 The op ``imle_fn::map_solve`` is opaque to autograd, `torch.func` and `torch.compile`. Its vmap rule
 moves the vmapped dim to the front and calls the op again, so any number of nested `vmap` levels and
 all leading batch dims fold into ONE solver call on ``[N, *event]`` per pass.
+
+`Solve` is the solver as estimators see it: it holds the solver object (so an autograd graph that
+keeps a `Solve` for its backward keeps the solver alive, and nothing else does) and registers a
+handle only when a custom op needs one (`imle_fn.core.handles`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
 from imle_fn.core.boundary import call_solver
-from imle_fn.core.contract import SolverLike, resolve_solver
-from imle_fn.core.handles import solver_from_handle, solver_handle
+from imle_fn.core.checks import check_floating_tensor, check_has_data
+from imle_fn.core.contract import (
+    Backend,
+    Solver,
+    SolverLike,
+    assume_constant_result,
+    resolve_solver,
+)
+from imle_fn.core.handles import SolverRef, pin, solver_from_handle, solver_ref
 
-__all__ = ["map_solve", "solve_op", "solver_key"]
-
-
-def _assume_constant_result(fn: Any) -> Any:
-    # What `torch.compiler.assume_constant_result` does, without importing torch._dynamo at import
-    # time (that import costs 1-3 s here; torch.compile loads dynamo when it is actually used).
-    fn._dynamo_marked_constant = True
-    return fn
+__all__ = ["Solve", "map_solve", "refuse_grad_transforms", "solver_key"]
 
 
 @torch.library.custom_op("imle_fn::map_solve", mutates_args=())
@@ -46,13 +51,6 @@ def _map_solve_vmap(
     return torch.ops.imle_fn.map_solve(theta, handle, event_ndim), 0
 
 
-@_assume_constant_result
-def solver_key(solver: SolverLike, event_ndim: int | None) -> tuple[int, int]:
-    """``(handle, event_ndim)`` of a solver: resolved eagerly, a constant under `torch.compile`."""
-    resolved = resolve_solver(solver, event_ndim)
-    return solver_handle(resolved), resolved.event_ndim
-
-
 def _is_plain(theta: torch.Tensor) -> bool:
     """True for an ordinary eager tensor: no vmap/grad wrapper, no dispatch mode, not compiling."""
     return (
@@ -63,16 +61,119 @@ def _is_plain(theta: torch.Tensor) -> bool:
     )
 
 
-def solve_op(theta: torch.Tensor, handle: int, event_ndim: int) -> torch.Tensor:
-    """Solve a detached ``theta`` (used by `map_solve` and by estimators' forward and backward).
+class Solve:
+    """The solver as estimators see it: ``solve(x)`` -> MAP states of ``x``, one call per pass.
 
-    An ordinary eager tensor goes straight to the solver (the op's dispatch costs ~150 us a call);
-    anything else (vmapped, under ``torch.func``, fake or compiled) goes through the custom op.
+    Holds the solver itself; an integer handle (for the custom op taken under ``vmap``, dispatch
+    modes and `torch.compile`) is registered on first use and released with this object.
+
+    Attributes:
+        solver: the `Solver`.
+        event_ndim: trailing dims of one instance.
     """
-    theta = theta.detach()
-    if _is_plain(theta):
-        return call_solver(solver_from_handle(handle), theta, event_ndim)
-    return torch.ops.imle_fn.map_solve(theta, handle, event_ndim)
+
+    __slots__ = ("_ref", "context", "event_ndim", "solver")
+
+    def __init__(
+        self,
+        solver: Solver,
+        event_ndim: int,
+        ref: SolverRef | None = None,
+        context: str | None = None,
+    ) -> None:
+        self.solver = solver
+        self.event_ndim = event_ndim
+        self._ref = ref
+        self.context = context
+
+    @classmethod
+    def from_handle(cls, handle: int, event_ndim: int) -> Solve:
+        """The `Solve` of a live handle (inside a custom op)."""
+        return cls(solver_from_handle(handle), event_ndim)
+
+    @property
+    def handle(self) -> int:
+        """The solver's handle, valid while this object lives."""
+        if self._ref is None:
+            self._ref = solver_ref(self.solver)
+        return self._ref.handle
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        # An ordinary eager tensor goes straight to the solver (the op's dispatch costs ~150 us a
+        # call); anything else (vmapped, under torch.func, fake or compiled) through the op.
+        if _is_plain(x):
+            if self.context is None:
+                return call_solver(self.solver, x, self.event_ndim)
+            return call_solver(self.solver, x, self.event_ndim, self.context)
+        return torch.ops.imle_fn.map_solve(x, self.handle, self.event_ndim)
+
+
+def _half_built(solver: object) -> bool:
+    """True if ``solver`` is an object whose constructor dynamo is still tracing (its attributes
+    are pending side effects, not set yet): a solver built inside a `torch.compile`d function."""
+    if dataclasses.is_dataclass(solver) and not isinstance(solver, type):
+        values = getattr(solver, "__dict__", None)
+        for field in dataclasses.fields(solver):
+            if not field.init:
+                continue
+            if values is not None and field.name not in values:
+                return True
+            if values is None and not hasattr(solver, field.name):
+                return True
+    try:  # dynamo's own record of objects created during this trace (private API: best effort)
+        from torch._dynamo.symbolic_convert import InstructionTranslator
+        from torch._dynamo.variables.base import AttributeMutationNew
+
+        tx = InstructionTranslator.current_tx()
+        var = tx.output.side_effects.id_to_variable.get(id(solver))
+        return var is not None and isinstance(var.mutation_type, AttributeMutationNew)
+    except Exception:
+        return False
+
+
+@assume_constant_result
+def solver_key(
+    solver: SolverLike, event_ndim: int | None, backend: Backend | None = None
+) -> tuple[int, int]:
+    """``(handle, event_ndim)`` of a solver, for `torch.compile`: resolved once at trace time and
+    baked into the graph as a constant, so the solver is pinned for the life of the process.
+
+    Raises:
+        ValueError: the solver was constructed inside the compiled function (a documented limit),
+            besides the errors of `resolve_solver`.
+    """
+    if _half_built(solver):
+        raise ValueError(
+            f"solver: a {type(solver).__name__} constructed inside a torch.compile'd function;"
+            " imle_fn looks solvers up once, as constants, when it compiles, before such an"
+            " object exists. Construct the solver (as_solver(...) too) outside the compiled"
+            " function and use it inside, or pass a plain function with event_ndim="
+        )
+    resolved = resolve_solver(solver, event_ndim, backend)
+    return pin(solver_ref(resolved)).handle, resolved.event_ndim
+
+
+@assume_constant_result
+def refuse_grad_transforms(name: str) -> bool:
+    """Under `torch.compile`: NotImplementedError if a ``torch.func`` grad or jvp transform is
+    active inside the compiled function (a documented limit); True otherwise. Runs at trace time.
+
+    Raises:
+        NotImplementedError: ``torch.func.grad``/``vjp``/``jacrev``/``jvp`` applied inside the
+            compiled function.
+    """
+    from torch._functorch import pyfunctorch
+
+    kinds = {pyfunctorch.TransformType.Grad, pyfunctorch.TransformType.Jvp}
+    if any(i.key() in kinds for i in pyfunctorch.retrieve_all_functorch_interpreters()):
+        raise NotImplementedError(
+            f"{name}: torch.func.grad / vjp / jacrev / jvp inside a torch.compile'd function are"
+            " not supported (a PyTorch limit of custom ops with a registered autograd formula);"
+            " inside the compiled function use .backward() or torch.autograd.grad, or apply the"
+            " torch.func transform outside it: torch.func.grad(torch.compile(f)) is fine"
+        )
+    return True
 
 
 def map_solve(
@@ -82,7 +183,8 @@ def map_solve(
 
     Not differentiable (the result carries no gradient); wrap it with `imle_fn.imle` or another
     estimator to get gradients. Composes with `torch.func.vmap` (nested too): the vmapped and the
-    leading dims are folded into the single batch handed to the solver.
+    leading dims are folded into the single batch handed to the solver. ``theta`` is never written,
+    even by a solver that writes into its input.
 
     Args:
         theta: ``[*batch, *event]`` scores (higher is preferred), floating point, any device.
@@ -93,8 +195,10 @@ def map_solve(
         ``[*batch, *event]`` MAP states with the dtype and device of ``theta``.
 
     Raises:
-        TypeError: ``theta`` is not a floating-point tensor, or ``solver`` is not callable.
-        ValueError: NaN scores, too few dims, or a solver output of the wrong shape or non-finite.
+        TypeError: ``theta`` is not a floating-point tensor, ``solver`` is not callable, or the
+            solver returned something other than real numbers.
+        ValueError: NaN scores, too few dims, a meta tensor, a solver constructed inside a
+            `torch.compile`d function, or a solver output of the wrong shape or non-finite.
 
     Example:
         >>> import torch, imle_fn
@@ -103,9 +207,9 @@ def map_solve(
         >>> imle_fn.map_solve(torch.tensor([[0.1, 2.0, -1.0]]), top1)
         tensor([[0., 1., 0.]])
     """
-    if not isinstance(theta, torch.Tensor):
-        raise TypeError(f"theta: expected a torch.Tensor, got {type(theta).__name__}")
-    if not theta.is_floating_point():
-        raise TypeError(f"theta: expected a floating-point tensor, got dtype {theta.dtype}")
-    handle, event_ndim = solver_key(solver, event_ndim)
-    return solve_op(theta, handle, event_ndim)
+    check_has_data("theta", check_floating_tensor("theta", theta))
+    if torch.compiler.is_compiling():
+        handle, event_ndim = solver_key(solver, event_ndim)
+        return torch.ops.imle_fn.map_solve(theta.detach(), handle, event_ndim)
+    resolved = resolve_solver(solver, event_ndim)
+    return Solve(resolved, resolved.event_ndim, context="theta")(theta)

@@ -11,8 +11,15 @@ custom gradient of the forward, by one of two routes that compute the same thing
   rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
   (pytorch#129845).
 
-Forward-mode AD (``torch.func.jvp``, ``jacfwd``) is not supported and raises.
+Both routes hand back the same contract: the output in ``theta``'s dtype (whatever the noise's);
+a gradient in ``theta``'s dtype that is exactly zero on infinite scores (masked items, walls: they
+are constraints, and removing them changes nothing); the solver kept alive by the autograd graph
+that needs it, and no longer. Forward-mode AD (``torch.func.jvp``, ``jacfwd``), second derivatives
+(differentiating the estimated gradient again) and PyTorch's legacy batched gradients
+(``is_grads_batched``) raise NotImplementedError saying what to use instead.
 Noise is data: it never receives a gradient (passing noise that requires grad is an error).
+Reductions over an instance's event dims go through `event_sum` / `event_norm`, which are right for
+``event_ndim = 0`` too.
 
 An estimator may also take an optional ``state`` tensor (adaptive I-MLE's ``(beta, ema)``): it is
 saved for the backward, which then calls ``vjp_with_state`` and returns a cotangent for it (AIMLE
@@ -30,10 +37,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 
-from imle_fn.core.checks import check_estimator_inputs
-from imle_fn.core.contract import SolverLike
+from imle_fn.core.checks import NaNError, check_estimator_inputs, check_no_nan_split
+from imle_fn.core.contract import Backend, SolverLike, resolve_solver
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.solving import solve_op, solver_key
+from imle_fn.core.solving import Solve, _is_plain, refuse_grad_transforms, solver_key
 
 __all__ = [
     "Estimator",
@@ -41,22 +48,16 @@ __all__ = [
     "Saved",
     "Solve",
     "estimate",
+    "event_norm",
+    "event_sum",
+    "first_order_input",
+    "first_order_only",
     "num_sample_dims",
     "reduce_to_theta",
+    "scale_scores",
 ]
 
 _REGISTRY: dict[str, type[Estimator]] = {}
-
-
-class Solve:
-    """The solver as estimators see it: ``solve(x)`` -> MAP states of ``x``, one call per pass."""
-
-    def __init__(self, handle: int, event_ndim: int) -> None:
-        self.handle = handle
-        self.event_ndim = event_ndim
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return solve_op(x, self.handle, self.event_ndim)
 
 
 class Saved(NamedTuple):
@@ -94,6 +95,119 @@ def reduce_to_theta(
     return grad.sum_to_size(theta.shape).to(theta.dtype)
 
 
+# Reductions over an instance's event dims. Never ``dim=tuple(range(-event_ndim, 0))``: for
+# ``event_ndim = 0`` that is ``()``, which torch reads as ALL dims (batch and samples too).
+
+
+def event_sum(x: torch.Tensor, event_ndim: int, *, keepdim: bool = False) -> torch.Tensor:
+    """Sum of ``x: [*lead, *event]`` over its ``event_ndim`` trailing dims (``x`` itself for 0)."""
+    if event_ndim == 0:
+        return x
+    return x.sum(dim=tuple(range(-event_ndim, 0)), keepdim=keepdim)
+
+
+def event_norm(x: torch.Tensor, event_ndim: int, *, keepdim: bool = False) -> torch.Tensor:
+    """Euclidean norm of ``x: [*lead, *event]`` over its event dims (``|x|`` for 0)."""
+    if event_ndim == 0:
+        return x.abs()
+    return torch.linalg.vector_norm(x, dim=tuple(range(-event_ndim, 0)), keepdim=keepdim)
+
+
+def scale_scores(theta: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``alpha * theta`` on the finite scores; infinite scores (masked items, walls) stay as they
+    are, so a target never turns a mask into NaN (``0 * -inf``) or into a forced item (``-1 * -inf``).
+    """
+    if alpha == 1.0:
+        return theta
+    return torch.where(torch.isfinite(theta), alpha * theta, theta)
+
+
+_SECOND_ORDER = (
+    "{name}: second derivatives are not supported: differentiating its gradient again"
+    " (create_graph=True then backward, torch.func.jacrev or grad of torch.func.grad,"
+    " torch.func.hessian, torch.autograd.functional.hessian). The estimated gradient is piecewise"
+    " constant in theta (its exact derivative is zero almost everywhere and undefined at the"
+    " jumps), so there is no second-order information to return. Use first-order methods, or a"
+    " smooth model of the distribution (e.g. exact marginals) where curvature is needed"
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on a first-order gradient whose own derivative is refused.
+
+    ``apply(grad, message, *anchors)``: ``anchors`` (theta, the cotangent) tie the result to the
+    graph being differentiated, so that differentiating it again reaches this node and raises
+    instead of silently returning zeros (or the derivative of an unrelated formula).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(grad: torch.Tensor, message: str, *anchors: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.message = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Any) -> tuple[Any, ...]:
+        raise NotImplementedError(ctx.message)
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(ctx.message)
+
+
+class _FirstOrderInput(torch.autograd.Function):
+    """Identity whose backward passes the gradient through `first_order_only`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, name: str) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(inputs[0])
+        ctx.name = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (x,) = ctx.saved_tensors
+        return first_order_only(grad, ctx.name, x), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_tangent: torch.Tensor, _name: Any) -> torch.Tensor:
+        return x_tangent  # first-order forward mode is the identity's
+
+
+def first_order_input(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` unchanged, marked so that the gradient reaching it through plain autograd (e.g. the
+    Fenchel-Young loss ``<x, z - y>`` with a solver's ``z`` held constant) is first-order only.
+
+    Eager only: under `torch.compile` ``x`` comes back as it is (compiled graphs refuse double
+    backward themselves).
+    """
+    if torch.compiler.is_compiling() or not x.requires_grad:
+        return x
+    return _FirstOrderInput.apply(x, name)
+
+
+def first_order_only(grad: torch.Tensor, name: str, *anchors: torch.Tensor | None) -> torch.Tensor:
+    """``grad`` unchanged, made to raise NotImplementedError if it is differentiated again.
+
+    Call it on a gradient computed inside a backward (an estimator's VJP) or on a tensor whose
+    gradient is only first-order exact; a no-op unless grad mode is on (``create_graph=True``,
+    `torch.func` transforms), so ordinary ``.backward()`` pays nothing.
+    """
+    if not torch.is_grad_enabled():
+        return grad
+    tied = [a for a in anchors if a is not None]
+    return _FirstOrderOnly.apply(grad, _SECOND_ORDER.format(name=name), *tied)
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimator(ABC):
     """Hyper-parameters of a gradient estimator (every field a float, int or bool)."""
@@ -122,6 +236,11 @@ class Estimator(ABC):
     def out_dims(self, num_sample_dims: int) -> tuple[int | None, int | None]:
         """Where a vmapped dim lands in ``(out, residual)`` when the op is batched."""
         return num_sample_dims, None
+
+    def pools_over_batch(self) -> bool:
+        """True if the VJP mixes instances of the batch (pooled statistics): then a vmapped
+        compiled call runs one op per slice, so that slices never pool with each other."""
+        return False
 
     def params(self) -> list[float]:
         """The fields as floats, in declaration order (how a custom op carries them)."""
@@ -169,6 +288,61 @@ class PerturbAndMAP:
         return z, z.new_empty(0)
 
 
+_FORWARD_MODE = (
+    "{name}: forward-mode AD (torch.func.jvp, jacfwd, hessian, torch.autograd.forward_ad) is not"
+    " supported: the estimator defines a vector-Jacobian product only, and its forward is"
+    " piecewise constant. Use reverse mode: .backward(), torch.func.grad, vjp or jacrev"
+)
+
+_LEGACY_VMAP = (
+    "{name}: PyTorch's legacy batched gradients (torch.autograd.grad(..., is_grads_batched=True),"
+    " torch.autograd.functional.jacobian/hessian(vectorize=True)) are not supported; use"
+    " torch.func.jacrev (one batched backward through torch.func.vmap), or loop over the"
+    " cotangents"
+)
+
+
+def _finish(
+    estimator: Estimator, dtheta: torch.Tensor, theta: torch.Tensor, dout: torch.Tensor
+) -> torch.Tensor:
+    """The estimator's gradient as the wiring returns it: theta's dtype, exactly zero on infinite
+    scores (a masked item or a wall is constant, whatever its score: removing it changes nothing),
+    and refusing to be differentiated again."""
+    finite = torch.isfinite(theta.detach())
+    dtheta = torch.where(finite, dtheta, dtheta.new_zeros(())).to(theta.dtype)
+    return first_order_only(dtheta, estimator.name, theta, dout)  # theta, not detached: the anchor
+
+
+def _backward(
+    estimator: Estimator, dout: torch.Tensor, saved: Saved
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Both routes' backward: the estimator's VJP, finished (`_finish`), with its errors named."""
+    if torch._C._functorch.is_legacy_batchedtensor(dout):
+        raise NotImplementedError(_LEGACY_VMAP.format(name=estimator.name))
+    try:
+        dtheta, dstate = _vjp(estimator, dout, saved)
+    except NaNError as err:
+        raise _blame_backward(estimator, dout, saved, err) from None
+    dtheta = _finish(estimator, dtheta, saved.theta, dout)
+    if dstate is not None:
+        dstate = first_order_only(dstate, estimator.name, saved.state, dout)
+    return dtheta, dstate
+
+
+def _blame_backward(
+    estimator: Estimator, dout: torch.Tensor, saved: Saved, err: NaNError
+) -> ValueError:
+    """Name the culprit of NaN target scores in a backward: the incoming gradient, if it holds NaN."""
+    ndim = saved.solve.event_ndim
+    if _is_plain(dout) and dout.ndim >= ndim:
+        ns = max(dout.ndim - saved.theta.ndim, 0)
+        try:
+            check_no_nan_split(f"{estimator.name}: the gradient of its output (dz)", dout, ns, ndim)
+        except ValueError as named:
+            return named
+    return ValueError(f"{estimator.name} (backward): the target scores for the solver: {err}")
+
+
 class _Estimate(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -177,27 +351,31 @@ class _Estimate(torch.autograd.Function):
         theta: torch.Tensor,
         noise: torch.Tensor | None,
         estimator: Estimator,
-        handle: int,
-        event_ndim: int,
+        solve: Solve,
         state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return estimator.forward(theta, noise, Solve(handle, event_ndim))
+        out, residual = estimator.forward(theta, noise, solve)
+        return out.to(theta.dtype), residual
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        theta, noise, estimator, handle, event_ndim, state = inputs
+        theta, noise, estimator, solve, state = inputs
         out, residual = output
         ctx.mark_non_differentiable(residual)
         ctx.save_for_backward(theta, noise, out, residual, state)
         ctx.estimator = estimator
-        ctx.solve = Solve(handle, event_ndim)
+        ctx.solve = solve  # keeps the solver alive exactly as long as this graph
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
         theta, noise, out, residual, state = ctx.saved_tensors
         saved = Saved(theta, noise, out, residual, ctx.solve, state)
-        dtheta, dstate = _vjp(ctx.estimator, dout, saved)
-        return dtheta, None, None, None, None, dstate
+        dtheta, dstate = _backward(ctx.estimator, dout, saved)
+        return dtheta, None, None, None, dstate
+
+    @staticmethod
+    def jvp(ctx: Any, *tangents: Any) -> Any:
+        raise NotImplementedError(_FORWARD_MODE.format(name=ctx.estimator.name))
 
 
 def _vjp(
@@ -219,7 +397,8 @@ def _estimate_op(
     state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     estimator = _REGISTRY[name].from_params(params)
-    out, residual = estimator.forward(theta, noise, Solve(handle, event_ndim))
+    out, residual = estimator.forward(theta, noise, Solve.from_handle(handle, event_ndim))
+    out = out.to(theta.dtype)
     # Fresh, contiguous outputs: the fake below promises exactly that.
     return out.contiguous().clone() if out is theta else out.contiguous(), residual.contiguous()
 
@@ -236,9 +415,11 @@ def _estimate_fake(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # The forward is torch ops plus the map_solve op, which has its own fake: run it on fakes.
     out, residual = (
-        _REGISTRY[name].from_params(params).forward(theta, noise, Solve(handle, event_ndim))
+        _REGISTRY[name]
+        .from_params(params)
+        .forward(theta, noise, Solve.from_handle(handle, event_ndim))
     )
-    return out.new_empty(out.shape), residual.new_empty(residual.shape)
+    return out.new_empty(out.shape, dtype=theta.dtype), residual.new_empty(residual.shape)
 
 
 def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -246,13 +427,13 @@ def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> N
     out, residual = output
     ctx.save_for_backward(theta, noise, out, residual, state)
     ctx.estimator = _REGISTRY[name].from_params(params)
-    ctx.solve = Solve(handle, event_ndim)
+    ctx.solve = Solve.from_handle(handle, event_ndim)
 
 
 def _estimate_backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
     theta, noise, out, residual, state = ctx.saved_tensors
     saved = Saved(theta, noise, out, residual, ctx.solve, state)
-    dtheta, dstate = _vjp(ctx.estimator, dout, saved)
+    dtheta, dstate = _backward(ctx.estimator, dout, saved)
     return dtheta, None, None, None, None, None, dstate
 
 
@@ -278,6 +459,10 @@ def _estimate_vmap(
             " pass one state shared by all slices, or run eagerly"
         )
     size = info.batch_size
+    if _REGISTRY[name].from_params(params).pools_over_batch():
+        return _estimate_by_slice(
+            size, in_dims, theta, noise, name, params, handle, event_ndim, state
+        )
     # Logical (per-slice) shapes decide the sample dims, exactly as in the unbatched call.
     theta_l = theta.ndim - (theta_dim is not None)
     theta = (
@@ -299,6 +484,46 @@ def _estimate_vmap(
     return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
 
 
+def _estimate_by_slice(
+    size: int,
+    in_dims: tuple[Any, ...],
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    name: str,
+    params: list[float],
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int, int]]:
+    """The vmap rule for estimators that pool over their batch: one op call per slice, stacked."""
+    theta_dim, noise_dim = in_dims[0], in_dims[1]
+    outs, residuals = [], []
+    for v in range(size):
+        theta_v = theta.select(theta_dim, v) if theta_dim is not None else theta
+        noise_v = (
+            noise.select(noise_dim, v) if noise is not None and noise_dim is not None else noise
+        )
+        out, residual = torch.ops.imle_fn.estimate(
+            theta_v, noise_v, name, params, handle, event_ndim, state
+        )
+        outs.append(out)
+        residuals.append(residual)
+    return (torch.stack(outs), torch.stack(residuals)), (0, 0)
+
+
+def _blame_forward(
+    theta: torch.Tensor, noise: torch.Tensor | None, event_ndim: int, err: NaNError
+) -> ValueError:
+    """Name the culprit of NaN solver input in a forward: theta or noise (by (sample, instance))."""
+    try:
+        check_no_nan_split("theta", theta, 0, event_ndim)
+        if noise is not None and noise.ndim >= event_ndim:
+            check_no_nan_split("noise", noise, num_sample_dims(theta, noise), event_ndim)
+    except ValueError as named:
+        return named
+    return err  # neither holds NaN: e.g. inf - inf in theta + temperature * noise
+
+
 def estimate(
     estimator: Estimator,
     theta: torch.Tensor,
@@ -306,20 +531,37 @@ def estimate(
     solver: SolverLike,
     event_ndim: int | None = None,
     state: torch.Tensor | None = None,
+    *,
+    backend: Backend | None = None,
 ) -> torch.Tensor:
     """Run ``estimator``'s forward with its VJP attached as the custom gradient.
 
     ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
-    becomes the state's gradient.
+    becomes the state's gradient. ``backend`` says what a plain callable ``solver`` takes
+    (default ``"numpy"``). The output has ``theta``'s dtype; the gradient has ``theta``'s dtype, is
+    exactly zero on infinite scores and refuses to be differentiated again.
+
+    Raises:
+        TypeError, ValueError: bad ``theta``, ``noise`` or ``solver`` (see
+            `imle_fn.core.checks.check_estimator_inputs`); NaN in ``theta`` or ``noise`` (named
+            by the (sample, instance) index).
+        NotImplementedError: second derivatives, forward-mode AD and legacy batched gradients.
     """
     check_estimator_inputs(theta, noise)
     if noise is not None and noise.device != theta.device:
         raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
-    handle, event_ndim = solver_key(solver, event_ndim)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() and refuse_grad_transforms(estimator.name):
+        handle, event_ndim = solver_key(solver, event_ndim, backend)
         out, _ = torch.ops.imle_fn.estimate(
             theta, noise, estimator.name, estimator.params(), handle, event_ndim, state
         )
-    else:
-        out, _ = _Estimate.apply(theta, noise, estimator, handle, event_ndim, state)
+        return out
+    resolved = resolve_solver(solver, event_ndim, backend)
+    solve = Solve(resolved, resolved.event_ndim)
+    try:
+        out, _ = _Estimate.apply(theta, noise, estimator, solve, state)
+    except NaNError as err:
+        if not (_is_plain(theta) and (noise is None or _is_plain(noise))):
+            raise
+        raise _blame_forward(theta, noise, solve.event_ndim, err) from None
     return out

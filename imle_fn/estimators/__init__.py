@@ -14,7 +14,14 @@ Import rule: estimators import ``imle_fn.core`` and each other; never a solver, 
 or an app. A new estimator goes here as its own module.
 """
 
-from imle_fn.estimators.adaptive import AIMLE, aimle, aimle_state, aimle_update, aimle_vjp
+from imle_fn.estimators.adaptive import (
+    AIMLE,
+    aimle,
+    aimle_lambda,
+    aimle_state,
+    aimle_update,
+    aimle_vjp,
+)
 from imle_fn.estimators.blackbox import DBB, dbb, dbb_vjp
 from imle_fn.estimators.central import CentralIMLE, imle_central, imle_central_vjp
 from imle_fn.estimators.fenchel_young import fenchel_young_loss
@@ -34,6 +41,7 @@ __all__ = [
     "CentralIMLE",
     "Perturbed",
     "aimle",
+    "aimle_lambda",
     "aimle_state",
     "aimle_update",
     "aimle_vjp",

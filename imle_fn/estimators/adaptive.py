@@ -7,8 +7,14 @@ adapts so that an exponential moving average (decay 0.9) of the number of non-ze
 per (instance, sample) tracks a target (default 1): ``beta += step`` while the average is below the
 target, ``beta -= step`` (never below 0) otherwise.
 
-The norms are per instance, where EdinburghNLP/torch-adaptive-imle takes them over the whole batch;
-per instance keeps ``vmap`` equal to a loop and the estimate independent of the batch it sits in.
+**Which norms.** By default (``norm="instance"``) ``lam`` is per (instance, sample): it keeps
+``vmap`` equal to a loop and the estimate independent of the batch it sits in. The reference code,
+EdinburghNLP/torch-adaptive-imle, pools instead: Frobenius norms over the whole batch and all
+samples, one ``lam`` per call. At ``B = 1`` with ``S`` samples whose cotangents have equal norms
+its ``lam`` is ours divided by ``sqrt(S)``. ``norm="pooled"`` offers that rule for porting (one
+``lam`` for the target step and the division; the reference steps its target with ``theta``
+repeated over the samples, i.e. ``sqrt(S)`` times that ``lam``, and divides by ``lam`` itself).
+Infinite scores (masked items, walls) are left out of every norm (`aimle_lambda`).
 
 **State, JAX-style.** The adaptive state is a tensor ``state = [beta, ema]`` (`aimle_state`) that
 the caller passes to `aimle` and gets back from the pure function `aimle_update`. Nothing is mutated:
@@ -28,16 +34,31 @@ does not recompile); a per-slice state under ``vmap`` inside a compiled function
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
-from imle_fn.core.checks import check_finite, check_nonnegative, check_state_tensor
+from imle_fn.core.checks import (
+    check_choice,
+    check_finite,
+    check_nonnegative,
+    check_state_tensor,
+)
 from imle_fn.core.contract import SolverLike
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
+from imle_fn.core.wiring import (
+    Estimator,
+    PerturbAndMAP,
+    Saved,
+    estimate,
+    event_norm,
+    event_sum,
+    reduce_to_theta,
+)
 from imle_fn.estimators.central import target_difference
 
-__all__ = ["AIMLE", "aimle", "aimle_state", "aimle_update", "aimle_vjp"]
+__all__ = ["AIMLE", "Norm", "aimle", "aimle_lambda", "aimle_state", "aimle_update", "aimle_vjp"]
+
+Norm = Literal["instance", "pooled"]
 
 
 def aimle_state(
@@ -113,6 +134,53 @@ def aimle_update(
     return torch.where(count > 0, torch.stack([new_beta, new_ema]), state)
 
 
+def aimle_lambda(
+    theta: torch.Tensor,
+    dz: torch.Tensor,
+    *,
+    beta: float | torch.Tensor,
+    event_ndim: int,
+    norm: Norm = "instance",
+) -> torch.Tensor:
+    """AIMLE's target step ``lam = beta * ||theta|| / ||dz||`` (0 where ``||dz|| = 0``).
+
+    Infinite scores (masked items, walls) are constraints, not scores: their entries are left out
+    of both norms, so masking an item with ``-inf`` gives the ``lam`` of the problem without it
+    (and never ``lam = inf``).
+
+    Args:
+        theta: ``[*batch, *event]`` scores.
+        dz: ``[*sample, *theta.shape]`` cotangent.
+        beta: the adaptive multiplier.
+        event_ndim: number of event dims.
+        norm: ``"instance"``: norms over each instance's event dims, one ``lam`` per (sample,
+            instance); ``"pooled"``: Frobenius norms of the whole call (every instance and
+            sample), one ``lam`` for all, as EdinburghNLP/torch-adaptive-imle scales its gradient.
+            At ``B = 1`` with ``S`` samples whose cotangents have equal norms, the pooled ``lam``
+            is the per-instance one divided by ``sqrt(S)``.
+
+    Returns:
+        ``[*sample, *batch, 1..]`` (``"instance"``) or ``[]`` (``"pooled"``) step sizes, ``>= 0``.
+
+    References:
+        Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
+        Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
+    """
+    theta = theta.detach()
+    finite = torch.isfinite(theta)
+    zero = torch.zeros((), dtype=theta.dtype, device=theta.device)
+    scores = torch.where(finite, theta, zero)
+    dz = torch.where(finite, dz, torch.zeros((), dtype=dz.dtype, device=dz.device))
+    if norm == "pooled":
+        theta_norm = torch.linalg.vector_norm(scores)
+        dz_norm = torch.linalg.vector_norm(dz)
+    else:
+        theta_norm = event_norm(scores, event_ndim, keepdim=True)  # [*batch, 1..]
+        dz_norm = event_norm(dz, event_ndim, keepdim=True)  # [*sample, *batch, 1..]
+    safe_dz_norm = torch.where(dz_norm > 0, dz_norm, torch.ones_like(dz_norm))
+    return torch.where(dz_norm > 0, beta * theta_norm / safe_dz_norm, torch.zeros_like(dz_norm))
+
+
 def aimle_vjp(
     dz: torch.Tensor,
     theta: torch.Tensor,
@@ -125,6 +193,7 @@ def aimle_vjp(
     alpha: float = 1.0,
     target_temperature: float = 1.0,
     central: bool = False,
+    norm: Norm = "instance",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The AIMLE VJP and its statistics.
 
@@ -139,6 +208,7 @@ def aimle_vjp(
         alpha: scale on ``theta`` in the target.
         target_temperature: noise temperature of the target MAP call(s).
         central: central differences instead of one-sided.
+        norm: ``"instance"`` or ``"pooled"`` (see `aimle_lambda`).
 
     Returns:
         ``(dtheta, stats)``: the ``theta.shape`` gradient estimate and ``[2]``
@@ -149,17 +219,13 @@ def aimle_vjp(
         Minervini, Franceschi, Niepert, "Adaptive Perturbation-Based Gradient Estimation for
         Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
     """
-    event = tuple(range(-event_ndim, 0))
-    theta_norm = torch.linalg.vector_norm(theta.detach(), dim=event, keepdim=True)  # [*batch, 1..]
-    dz_norm = torch.linalg.vector_norm(dz, dim=event, keepdim=True)  # [*sample, *batch, 1..]
-    safe_dz_norm = torch.where(dz_norm > 0, dz_norm, torch.ones_like(dz_norm))
-    lam = torch.where(dz_norm > 0, beta * theta_norm / safe_dz_norm, torch.zeros_like(dz_norm))
+    lam = aimle_lambda(theta, dz, beta=beta, event_ndim=event_ndim, norm=norm)
     diff = target_difference(
         dz, theta, noise, z, solve, lam=lam, alpha=alpha,
         target_temperature=target_temperature, central=central,
     )  # fmt: skip
     grad = diff / torch.where(lam > 0, lam, torch.ones_like(lam))  # [*sample, *theta.shape]
-    nnz = (diff != 0).sum(dim=event).to(dz.dtype)  # [*sample, *batch]
+    nnz = event_sum((diff != 0).to(dz.dtype), event_ndim)  # [*sample, *batch]
     stats = torch.stack([nnz.sum(), torch.full_like(nnz.sum(), nnz.numel())])
     return reduce_to_theta(grad, theta, noise), stats
 
@@ -174,6 +240,7 @@ class AIMLE(PerturbAndMAP, Estimator):
     temperature: float = 1.0
     target_temperature: float = 1.0
     central: bool = False
+    pooled: bool = False
 
     def _vjp(
         self, dout: torch.Tensor, saved: Saved, beta: float | torch.Tensor
@@ -182,10 +249,14 @@ class AIMLE(PerturbAndMAP, Estimator):
             dout, saved.theta, saved.noise, saved.out, saved.solve, beta=beta,
             event_ndim=saved.solve.event_ndim,
             alpha=self.alpha, target_temperature=self.target_temperature, central=self.central,
+            norm="pooled" if self.pooled else "instance",
         )  # fmt: skip
 
     def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
         return self._vjp(dout, saved, self.beta)[0]
+
+    def pools_over_batch(self) -> bool:
+        return self.pooled
 
     def vjp_with_state(self, dout: torch.Tensor, saved: Saved) -> tuple[torch.Tensor, torch.Tensor]:
         assert saved.state is not None  # the wiring calls this only with a state
@@ -205,6 +276,7 @@ def aimle(
     temperature: float = 1.0,
     target_temperature: float = 1.0,
     central: bool = False,
+    norm: Norm = "instance",
     event_ndim: int | None = None,
 ) -> torch.Tensor:
     """Sample MAP states by Perturb-and-MAP; backpropagate with adaptive I-MLE.
@@ -224,6 +296,9 @@ def aimle(
         temperature: input noise temperature.
         target_temperature: target noise temperature.
         central: central differences (targets ``theta +- lam * dz``) instead of one-sided.
+        norm: ``"instance"`` (default): one ``lam`` per (sample, instance), norms over the
+            instance's event dims; ``"pooled"``: one ``lam`` from the norms of the whole batch and
+            all samples, the rule of EdinburghNLP/torch-adaptive-imle (see `aimle_lambda`).
         event_ndim: trailing dims of one instance; defaults to ``solver.event_ndim``.
 
     Returns:
@@ -233,9 +308,12 @@ def aimle(
         TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
             callable / `imle_fn.Solver`.
         ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
-            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
-            shape or with non-finite values (the message names the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            wrong shape or device, requiring grad or with zero samples; a meta ``theta``; NaN in
+            ``theta`` or ``noise`` (named by (sample, instance)), or a solver output of the wrong
+            shape or with non-finite values.
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch, imle_fn
@@ -265,5 +343,6 @@ def aimle(
         check_nonnegative("temperature", temperature),
         check_nonnegative("target_temperature", target_temperature),
         bool(central),
+        check_choice("norm", norm, ("instance", "pooled")) == "pooled",
     )
     return estimate(estimator, theta, noise, solver, event_ndim, state=state)

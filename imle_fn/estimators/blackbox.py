@@ -102,9 +102,12 @@ def dbb(
         TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
             callable / `imle_fn.Solver`.
         ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
-            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
-            shape or with non-finite values (the message names the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            wrong shape or device, requiring grad or with zero samples; a meta ``theta``; NaN in
+            ``theta`` or ``noise`` (named by (sample, instance)), or a solver output of the wrong
+            shape or with non-finite values.
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch, imle_fn

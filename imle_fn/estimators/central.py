@@ -21,7 +21,7 @@ import torch
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Saved, estimate, reduce_to_theta
+from imle_fn.core.wiring import Saved, estimate, reduce_to_theta, scale_scores
 from imle_fn.estimators.implicit_mle import IMLE
 
 __all__ = ["CentralIMLE", "imle_central", "imle_central_vjp", "target_difference"]
@@ -59,7 +59,7 @@ def target_difference(
     Returns:
         ``[*sample, *theta.shape]`` differences.
     """
-    base = alpha * theta.detach()
+    base = scale_scores(theta.detach(), alpha)  # infinite scores (masks, walls) stay put
     if not central:
         if z is None:
             raise ValueError("z: the one-sided difference needs the forward's states, got None")
@@ -137,9 +137,12 @@ def imle_central(
         TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
             callable / `imle_fn.Solver`.
         ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
-            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
-            shape or with non-finite values (the message names the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            wrong shape or device, requiring grad or with zero samples; a meta ``theta``; NaN in
+            ``theta`` or ``noise`` (named by (sample, instance)), or a solver output of the wrong
+            shape or with non-finite values.
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch, imle_fn

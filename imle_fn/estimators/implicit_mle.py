@@ -6,9 +6,16 @@ Conventions (stated once here, pinned by tests/estimators/test_implicit_mle.py):
   input (`imle_fn.GridShortestPath` does this for you).
 * **Target distribution.** ``theta' = alpha * theta - lam * dz`` (the paper's perturbation-based
   implicit differentiation is ``alpha = 1``; the reference torch-imle calls ``lam`` ``beta``).
-* **Gradient scale.** ``dtheta = (z - z') / lam`` by default, so the estimate tends to the true
-  gradient of the perturbed model as ``lam -> 0`` and does not grow with ``lam``. With
-  ``divide_by_lam=False`` it is ``z - z'``, the reference torch-imle's scale.
+* **Gradient scale.** ``dtheta = (z - z') / lam`` by default, so its size does not grow with
+  ``lam`` and, **for a loss linear in z** (``L = <c, z>``, a cotangent that does not depend on the
+  sample), its expectation tends to the gradient of the perturbed model's expected loss,
+  ``grad_theta E[<c, z>]``, as ``lam -> 0``. For a loss that is not linear in z it does not: the
+  cotangent ``L'(z)`` is taken at each sample and moves each target by a different amount (n = 2,
+  k = 1, theta = (1, 0), Gumbel noise, ``L = ||z - b||^2`` with b = (0.5, 0): the true derivative
+  in theta_0 is -0.197, the I-MLE limit -0.393). On 0/1 states every loss can be written linearly
+  (``||z - b||^2 = <1 - 2b, z> + ||b||^2``) and the form you write decides the cotangent: the
+  linear form's limit is the true gradient. With ``divide_by_lam=False`` the gradient is
+  ``z - z'``, the reference torch-imle's scale.
 * **Samples.** A leading sample dim on ``noise`` (``[S, *theta.shape]``) gives S samples; their
   gradients are AVERAGED (as in the paper and the reference). A sample axis added with
   `torch.func.vmap` is SUMMED instead, as vmap always does: divide by S yourself there.
@@ -25,7 +32,14 @@ import torch
 from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
+from imle_fn.core.wiring import (
+    Estimator,
+    PerturbAndMAP,
+    Saved,
+    estimate,
+    reduce_to_theta,
+    scale_scores,
+)
 
 __all__ = ["IMLE", "imle", "imle_vjp"]
 
@@ -67,7 +81,7 @@ def imle_vjp(
         Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     # Few, fused element-wise ops: each one wakes torch's thread pool next to the solver's.
-    scaled = theta.detach() if alpha == 1.0 else alpha * theta.detach()
+    scaled = scale_scores(theta.detach(), alpha)  # infinite scores (masks, walls) stay put
     target = torch.add(scaled, dz, alpha=-lam)  # [*sample, *theta.shape]
     z_target = solve(perturb(target, noise, target_temperature))
     grad = reduce_to_theta(z - z_target, theta, noise)  # [*theta.shape]: reduce, then scale
@@ -137,9 +151,12 @@ def imle(
         TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
             callable / `imle_fn.Solver`.
         ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
-            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
-            shape or with non-finite values (the message names the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            wrong shape or device, requiring grad or with zero samples; a meta ``theta``; NaN in
+            ``theta`` or ``noise`` (named by (sample, instance)), or a solver output of the wrong
+            shape or with non-finite values.
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch, imle_fn

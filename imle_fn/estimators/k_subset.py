@@ -76,9 +76,11 @@ def _work_dtype(theta: torch.Tensor) -> torch.dtype:
 
 
 def is_plain(theta: torch.Tensor) -> bool:
-    """An ordinary eager tensor, whose values may be inspected (no vmap/grad wrapper, no fakes)."""
+    """An ordinary eager tensor, whose values may be inspected (no vmap/grad wrapper, no fakes, not
+    on the meta device)."""
     return (
         type(theta) is torch.Tensor
+        and theta.device.type != "meta"
         and not torch.compiler.is_compiling()
         and not torch._C._functorch.is_functorch_wrapped_tensor(theta)
         and torch._C._len_torch_dispatch_stack() == 0

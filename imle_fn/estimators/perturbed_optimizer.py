@@ -18,13 +18,14 @@ Draw the noise outside: ``imle_fn.gaussian((S, *theta.shape), generator=g)`` (Ga
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import ClassVar, Literal
 
 import torch
 
 from imle_fn.core.checks import check_positive
 from imle_fn.core.contract import SolverLike
-from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, num_sample_dims
+from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, event_sum, num_sample_dims
 
 __all__ = ["Perturbed", "noise_score", "perturbed", "perturbed_vjp"]
 
@@ -65,10 +66,9 @@ def perturbed_vjp(
         Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
         Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
-    event = tuple(range(-event_ndim, 0))
-    inner = (z * dout).sum(dim=event, keepdim=True)  # [S, *batch, 1..]
+    inner = event_sum(z * dout, event_ndim, keepdim=True)  # [S, *batch, 1..]
     if z_base is not None:
-        inner = inner - (z_base * dout).sum(dim=event, keepdim=True)
+        inner = inner - event_sum(z_base * dout, event_ndim, keepdim=True)
     grad = (inner * noise_score(noise, gumbel)).mean(dim=0) / sigma  # [*theta.shape]
     return grad.sum_to_size(theta.shape).to(theta.dtype)
 
@@ -88,7 +88,7 @@ class Perturbed(Estimator):
         if noise is None:
             raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
         ns = num_sample_dims(theta, noise)
-        eps = noise.reshape(-1, *noise.shape[ns:])  # [S, *theta-like]
+        eps = noise.reshape(math.prod(noise.shape[:ns]), *noise.shape[ns:])  # [S, *theta-like]
         x = torch.broadcast_to(theta + self.sigma * eps, (eps.shape[0], *theta.shape))
         if self.control_variate:
             x = torch.cat([x, theta.unsqueeze(0)])  # [S + 1, *theta.shape]: one solver call
@@ -103,7 +103,8 @@ class Perturbed(Estimator):
         theta, noise, residual = saved.theta, saved.noise, saved.residual
         if noise is None:
             raise ValueError("noise: the perturbed optimizer needs noise samples, got None")
-        eps = noise.reshape(-1, *noise.shape[num_sample_dims(theta, noise) :])
+        ns = num_sample_dims(theta, noise)
+        eps = noise.reshape(math.prod(noise.shape[:ns]), *noise.shape[ns:])  # [S, *theta-like]
         num = eps.shape[0]
         z_base = residual[num] if self.control_variate else None
         return perturbed_vjp(
@@ -143,9 +144,12 @@ def perturbed(
         TypeError: ``theta`` (or ``noise``) is not a floating-point tensor, or ``solver`` is not a
             callable / `imle_fn.Solver`.
         ValueError: a hyper-parameter out of its range (the message names it); ``noise`` of the
-            wrong shape or device, or requiring grad; NaN scores, or a solver output of the wrong
-            shape or with non-finite values (the message names the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            wrong shape or device, requiring grad or with zero samples; a meta ``theta``; NaN in
+            ``theta`` or ``noise`` (named by (sample, instance)), or a solver output of the wrong
+            shape or with non-finite values.
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch

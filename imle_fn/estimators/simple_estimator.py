@@ -124,9 +124,12 @@ def simple(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
         TypeError: ``theta`` or ``noise`` is not a floating-point tensor (``noise=None`` included),
             or ``k`` not an int.
         ValueError: ``k`` outside ``[0, n]``; ``noise`` of the wrong shape or device, requiring
-            grad, or with a value outside ``[0, 1]``; a NaN or ``+inf`` score, or fewer than ``k``
-            finite scores (the messages name the instance).
-        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result.
+            grad, with zero samples or with a value outside ``[0, 1]``; a meta ``theta``; a NaN or
+            ``+inf`` score, or fewer than ``k`` finite scores (the messages name the instance).
+        NotImplementedError: forward-mode AD (``torch.func.jvp``, ``jacfwd``) through the result,
+            second derivatives (differentiating its gradient again: the library's estimators are
+            first-order; `simple_vjp` itself is differentiable) and legacy batched gradients
+            (``is_grads_batched=True``; use ``torch.func.jacrev``).
 
     Example:
         >>> import torch, imle_fn

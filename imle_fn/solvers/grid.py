@@ -4,13 +4,16 @@ A grid of shape ``[H, W]`` holds one cost per cell (vertex-weighted). A path run
 ``source`` cell to the ``target`` cell, each step to one of the 4 (``neighbourhood=4``) or 8
 (``neighbourhood=8``, diagonals included) neighbours, and its cost is the sum of the costs of all its
 cells, **both ends included** (the Warcraft label convention). The solver is a batched Numba
-Dijkstra (`imle_fn._kernels.dijkstra`): float64 accumulation, deterministic tie-breaking (among
-minimum-cost paths, one with the fewest cells; remaining ties go to the predecessor settled first in
-the order ``(distance, cells, row-major index)``; the path never depends on the thread count or the
-batch, and the torch twin returns the same path),
-early exit at the target, the batch spread over Numba's threads. Safe to call from several Python
-threads at once and in processes forked after use (DataLoader workers), whatever Numba threading
-layer is active (see `imle_fn._kernels.dijkstra`); installing ``tbb`` gives the best parallel behaviour.
+kernel (`imle_fn._kernels.dijkstra`): float64 accumulation, deterministic tie-breaking (among
+minimum-cost paths, one with the fewest cells; remaining ties go to the predecessor first in the
+order ``(distance, cells, row-major index)``; the path never depends on the thread count, the batch
+or the search order, and the torch twin returns the same path), early exit at the target, the
+batch spread over Numba's threads. Where the costs have a positive floor c_min (Warcraft terrain)
+the search is an A* (bound ``g * steps`` to the target, ``g < c_min``) over a bucket queue with O(1)
+operations; otherwise a Dijkstra over a ring of buckets whose current bucket is a binary heap.
+Safe to call from several Python threads at once and in processes forked after use (DataLoader
+workers), whatever Numba threading layer is active (see `imle_fn._kernels.dijkstra`); installing
+``tbb`` gives the best parallel behaviour.
 
 Costs that need a policy:
 

@@ -24,6 +24,8 @@ PROBLEMS = {
     dijkstra.NEGATIVE: "contains a negative cost (pass negative='clamp' to solve for the costs"
     " clamped at zero)",
     dijkstra.UNREACHABLE: "the target cannot be reached from the source (walls of +inf cost)",
+    dijkstra.INTERNAL: "internal error in the grid solver: the path trace found no predecessor"
+    " (please report this input)",
 }
 
 
@@ -42,7 +44,7 @@ def resolve_cell(cell: tuple[int, int], H: int, W: int, name: str) -> tuple[int,
 
 
 def raise_for_status(status: np.ndarray, batch_shape: tuple[int, ...], name: str) -> None:
-    """Raise ValueError for the first instance whose status code is not OK."""
+    """Raise ValueError for the first instance whose status code is not OK (RuntimeError for `INTERNAL`)."""
     if not status.any():
         return
     bad = np.flatnonzero(status)
@@ -53,4 +55,5 @@ def raise_for_status(status: np.ndarray, batch_shape: tuple[int, ...], name: str
         )
         where = f"{name}[{index}]" if batch_shape else name
         more = f" ({bad.size} instances in all)" if bad.size > 1 else ""
-        raise ValueError(f"{where}: {PROBLEMS[int(status[i])]}{more}")
+        error = RuntimeError if int(status[i]) == dijkstra.INTERNAL else ValueError
+        raise error(f"{where}: {PROBLEMS[int(status[i])]}{more}")

@@ -223,12 +223,16 @@ class UnpicklableError(Exception):
 
 
 def fussy(log: str) -> Any:
-    """A solver that fails, in the way ``theta[i, 0]`` asks, with errors that cannot travel back."""
+    """A solver that fails, in the way ``theta[i, 0]`` asks, with errors that cannot travel back.
+
+    Each call appends ``F`` (a failing chunk) or ``x`` to ``log``, tagged with ``theta[0, 1]`` (the
+    caller's round), so a chunk of an earlier round that finishes late is not counted in this one.
+    """
 
     def solve(theta: np.ndarray) -> Any:
         code = theta[:, 0]
         with open(log, "a") as f:
-            f.write("F" if (code < 0).any() else "x")  # F: the chunk that fails
+            f.write(("F" if (code < 0).any() else "x") + f"{int(theta[0, 1])};")
         if (code == -1).any():
             error = RuntimeError("row has no feasible state")
             error.lock = threading.Lock()  # type: ignore[attr-defined]  # does not pickle
@@ -273,9 +277,10 @@ def test_an_exception_that_cannot_travel_back_is_reported_as_itself(
         r" object, expected numbers\n",
     }
     try:
-        for code, message in expected.items():
+        for round_, (code, message) in enumerate(expected.items()):
             bad = theta.copy()
             bad[6, 0] = code
+            bad[:, 1] = 100 + round_  # the round's tag in the log
             log.write_text("")
             with pytest.raises(SolverWorkerError, match=r"^solver failed on " + message) as info:
                 solver(bad)
@@ -283,8 +288,10 @@ def test_an_exception_that_cannot_travel_back_is_reported_as_itself(
             assert (error.start, error.stop, error.stage) == (4, 8, "solver")
             assert error.index == (6 if code == -1 else None)
             assert "worker lost" not in str(error) and "retried" not in str(error)
-            calls = log.read_text()  # the failing chunk ran once (no retry); the other at most once
-            assert calls.count("F") == 1 and calls.count("x") <= 1, calls
+            # the failing chunk ran once (no retry); the other at most once
+            calls = [c for c in log.read_text().split(";") if c.endswith(str(100 + round_))]
+            assert [c[0] for c in calls].count("F") == 1, calls
+            assert [c[0] for c in calls].count("x") <= 1, calls
             assert any("Traceback on the Ray worker" in note for note in error.__notes__)
             if code == -4:
                 assert isinstance(error.__cause__, TypeError)

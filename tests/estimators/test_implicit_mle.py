@@ -244,5 +244,5 @@ def test_bad_noise(topk_solver: TorchTopK) -> None:
         imle(theta, torch.ones(2, 6, dtype=torch.long), topk_solver)
     noise = torch.randn(4, 2, 6)
     noise[3, 1, 2] = float("nan")
-    with pytest.raises(ValueError, match="NaN at instance 7"):
+    with pytest.raises(ValueError, match="noise: contains NaN at sample 3, instance 1"):
         imle(theta, noise, topk_solver)

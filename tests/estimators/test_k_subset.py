@@ -201,6 +201,9 @@ def test_vmap_equals_batching_and_compile_equals_eager() -> None:
 
 
 def test_dtype_and_device_in_equal_out() -> None:
+    meta = torch.empty(3, 2, 7, device="meta")  # shapes only: no value checks, no values
+    assert topk_marginals(meta, 3).shape == (3, 2, 7) and topk_marginals(meta, 5).is_meta
+    assert topk_log_partition(meta, 3).shape == (3, 2)
     theta = torch.randn(2, 5, generator=gen(2))
     for dtype in (torch.float64, torch.float32, torch.bfloat16, torch.float16):
         t = theta.to(dtype)

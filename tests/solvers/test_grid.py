@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from imle_fn.core.contract import Solver
 from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
 from tests.helpers import HYP, assert_one_path, grids
-from tests.naive import brute_force_oracle, dijkstra_oracle
+from tests.naive import brute_force_oracle, dijkstra_oracle, dijkstra_reference
 
 
 # -------------------------------------------------------------------------------------- optimality
@@ -100,6 +100,31 @@ def test_documented_tie_breaking() -> None:
     np.testing.assert_array_equal(
         shortest_path(costs, neighbourhood=4, target=(0, 2)), [[1, 0, 1], [1, 0, 1], [1, 1, 1]]
     )
+
+
+@pytest.mark.parametrize("neighbourhood", [4, 8])
+def test_public_api_returns_the_reference_kernels_paths(neighbourhood: int) -> None:
+    # The kernel's queues and A* (tests/kernels/test_dijkstra.py) seen through the public layer:
+    # floored terrain (bucket queue + A*) and clamped scores (zero costs: ring + heap), torch in.
+    rng = np.random.default_rng(7)
+    terrain = rng.choice([0.8, 1.2, 5.3, 7.7, 9.2], size=(32, 15, 11))
+    theta = rng.normal(size=(32, 15, 11))
+    source, target = (2, -1), (-3, 0)
+    z = shortest_path(
+        torch.from_numpy(terrain).float(),
+        neighbourhood=neighbourhood,
+        source=source,
+        target=target,
+    )
+    _, expected = dijkstra_reference(
+        terrain.astype(np.float32), (2, 10), (12, 0), neighbourhood=neighbourhood
+    )
+    np.testing.assert_array_equal(z.numpy(), expected)
+    z_np = GridShortestPath(neighbourhood=neighbourhood, source=source, target=target)(theta)
+    _, expected = dijkstra_reference(
+        -theta, (2, 10), (12, 0), neighbourhood=neighbourhood, clamp=True
+    )
+    np.testing.assert_array_equal(z_np, expected)
 
 
 def test_deterministic_and_batch_invariant() -> None:
