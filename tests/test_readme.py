@@ -36,6 +36,21 @@ def test_readme_examples_run() -> None:
     assert torch.allclose(t.grad, per_example)
 
 
+def test_readme_simple_example_runs() -> None:
+    """The SIMPLE block of "The estimator family": exact k-hot samples, the exact-marginal VJP."""
+    import imle_fn
+
+    (block,) = [b for b in _python_blocks() if "imle_fn.simple(" in b]
+    namespace: dict = {"torch": torch, "imle_fn": imle_fn}
+    exec(compile(block, "README-simple", "exec"), namespace)
+    z, theta, mu = namespace["z"], namespace["theta"], namespace["mu"]
+    assert z.shape == (8, 4, 50) and torch.equal(z.sum(-1), torch.full((8, 4), 5.0))
+    torch.testing.assert_close(mu.sum(-1), torch.full((4,), 5.0))
+    dz = torch.linspace(-1.0, 1.0, 50).expand(4, 50) / 8  # the loss's cotangent of each sample
+    expected = imle_fn.topk_marginals_vjp(dz, theta.detach(), 5)
+    torch.testing.assert_close(theta.grad, expected)
+
+
 def test_every_later_block_runs_on_its_own() -> None:
     """Blocks after the first two (the quick start and its torch.func sequel) stand alone."""
     blocks = _python_blocks()[2:]

@@ -37,6 +37,7 @@ __all__ = [
     "check_hyper_at_run",
     "check_int",
     "check_int_array",
+    "check_k_subset_scores",
     "check_no_nan",
     "check_no_nan_split",
     "check_nonnegative",
@@ -47,6 +48,7 @@ __all__ = [
     "check_solver_output",
     "check_state_tensor",
     "check_target_states",
+    "check_unit_interval",
     "first_bad_instance",
     "index_text",
     "is_int",
@@ -697,6 +699,36 @@ def check_target_states(y: object, theta: torch.Tensor) -> torch.Tensor:
     if y.device != theta.device:
         raise ValueError(f"y: expected device {theta.device}, got {y.device}")
     return y
+
+
+def check_k_subset_scores(name: str, flat: torch.Tensor, k: int) -> None:
+    """Scores ``flat: [N, n]`` of the k-subset family: no NaN or ``+inf``, and at least ``k`` finite
+    scores in every instance (``-inf`` masks an item); ValueError naming the first bad instance."""
+    check_no_nan(name, flat)
+    bad = first_bad_instance(flat == math.inf)
+    if bad is not None:
+        raise ValueError(
+            f"{name}: contains +inf at instance {bad} (of {flat.shape[0]}); scores are finite,"
+            " or -inf to mask an item"
+        )
+    finite = torch.isfinite(flat).sum(-1)  # [N]
+    short = first_bad_instance((finite < k)[:, None])
+    if short is not None:
+        raise ValueError(
+            f"{name}: instance {short} (of {flat.shape[0]}) has {int(finite[short])} finite scores,"
+            f" fewer than k = {k}: no k-subset avoids its masked (-inf) items"
+        )
+
+
+def check_unit_interval(name: str, flat: torch.Tensor) -> None:
+    """``flat: [N, ...]`` holds uniforms: every value in ``[0, 1]`` (NaN refused); ValueError naming
+    the first bad instance."""
+    bad = first_bad_instance(~((flat >= 0) & (flat <= 1)))
+    if bad is not None:
+        raise ValueError(
+            f"{name}: expected uniforms in [0, 1] (e.g. torch.rand), got a value outside at"
+            f" instance {bad} (of {flat.shape[0]})"
+        )
 
 
 _RULES.update(finite=check_finite, positive=check_positive, nonnegative=check_nonnegative)

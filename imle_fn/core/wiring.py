@@ -316,6 +316,8 @@ def _pack(estimator: Estimator) -> tuple[list[float], torch.Tensor]:
     hyper_names, flag_names = _split_fields(type(estimator))
     flags = [float(getattr(estimator, f)) for f in flag_names]
     parts = [scalar_tensor(getattr(estimator, f)).reshape(1) for f in hyper_names]
+    if not parts:  # no float hyper-parameter (SIMPLE's k is an int flag): an empty [0] tensor
+        return flags, torch.zeros(0, dtype=torch.float64)
     return flags, torch.cat(parts)
 
 
