@@ -48,10 +48,11 @@ from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.central import imle_central
 from imle_fn.estimators.implicit_mle import imle
 from imle_fn.estimators.straight_through import ste
-from imle_fn.solvers.topk import TopK, topk_states
+from imle_fn.solvers.topk import TopK
+from tests.naive import k_subset_states
 
 N, K = 10, 5
-STATES = topk_states(N, K, dtype=torch.float64)  # [252, 10]
+STATES = k_subset_states(N, K, dtype=torch.float64)  # [252, 10]
 SOLVER = TopK(K)
 ESTIMATORS = ("imle", "imle_central", "ste", "sfe", "exact")
 LOSSES = ("quadratic", "linear")

@@ -2,17 +2,21 @@
 
 Data flows one way: noise (`sum_of_gamma`, `gumbel`, `gaussian`) -> `perturb` -> `map_solve` ->
 `imle` (forward) with `imle_vjp` (backward). The other estimators (`aimle`, `imle_central`, `dbb`,
-`perturbed`, `fenchel_young_loss`, `ste`) share the same interface. Ready-made solvers live in
-`imle_fn.solvers`, `imle_fn.compat` is a drop-in for uclnlp/torch-imle, and `RaySolver` spreads
-solver calls over a Ray cluster.
+`perturbed`, `fenchel_young_loss`, `ste`) share the same interface; `simple` (SIMPLE) samples the
+k-subset family exactly and takes ``(theta, noise, k)``, with the family's exact `topk_marginals` and
+`topk_log_partition`. Ready-made solvers live in `imle_fn.solvers`, `imle_fn.nn` holds `torch.nn`
+layers over the estimators (``imle_fn.nn.IMLE``, ...), `imle_fn.compat` is a drop-in for
+uclnlp/torch-imle, and `RaySolver` spreads solver calls over a Ray cluster.
 
 The package's layers (see the README's "Layout"): `imle_fn.core` (the pipeline, knowing no concrete
 solver), `imle_fn.estimators`, `imle_fn.solvers`, the private Numba kernels `imle_fn._kernels`,
-`imle_fn.distributed` and `imle_fn.apps` (the command line, the demo, the benchmarks).
+`imle_fn.distributed`, `imle_fn.nn` and `imle_fn.apps` (the command line, the demo, the
+benchmarks).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from imle_fn import nn as nn  # the layers stay in their namespace: imle_fn.nn.IMLE, ...
 from imle_fn.core import (
     Backend,
     FunctionSolver,
@@ -35,7 +39,12 @@ from imle_fn.estimators import (
     imle_central,
     imle_vjp,
     perturbed,
+    simple,
     ste,
+    topk_log_partition,
+    topk_marginals,
+    topk_marginals_vjp,
+    topk_sample,
 )
 from imle_fn.solvers import (
     Assignment,
@@ -48,8 +57,6 @@ from imle_fn.solvers import (
     path_cost,
     shortest_path,
     shortest_path_torch,
-    topk_log_partition,
-    topk_marginals,
 )
 
 try:
@@ -87,8 +94,11 @@ __all__ = [
     "perturbed",
     "shortest_path",
     "shortest_path_torch",
+    "simple",
     "ste",
     "sum_of_gamma",
     "topk_log_partition",
     "topk_marginals",
+    "topk_marginals_vjp",
+    "topk_sample",
 ]

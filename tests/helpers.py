@@ -22,6 +22,7 @@ __all__ = [
     "CountingArgmax",
     "TorchTopK",
     "assert_one_path",
+    "gen",
     "grids",
     "gumbel_noise",
     "leaf_grad",
@@ -59,6 +60,11 @@ class TorchTopK:
         self.calls.append(tuple(theta.shape))
         idx = theta.topk(self.k, dim=-1).indices
         return torch.zeros_like(theta).scatter(-1, idx, 1.0)
+
+
+def gen(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(seed)
 
 
 def gumbel_noise(shape: Any, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -35,6 +35,7 @@ __all__ = [
     "heapq_dijkstra_batch",
     "heapq_dijkstra_lean",
     "heapq_dijkstra_lean_batch",
+    "k_subset_states",
     "naive_assignment_value",
     "naive_dbb_in_costs",
     "naive_knapsack",
@@ -45,6 +46,10 @@ __all__ = [
     "naive_spanning_tree",
     "naive_sum_of_gamma",
     "naive_topk",
+    "naive_topk_log_partition",
+    "naive_topk_log_partition_loop",
+    "naive_topk_marginals",
+    "naive_topk_sample",
     "neighbours",
     "rules_oracle",
 ]
@@ -137,6 +142,101 @@ def naive_topk(theta: list[float], k: int) -> list[float]:
     order = sorted(range(len(theta)), key=lambda i: (-theta[i], i))  # ties: lower index first
     chosen = set(order[:k])
     return [1.0 if i in chosen else 0.0 for i in range(len(theta))]
+
+
+# Enumeration beyond this many states is refused (it would be slow and memory-hungry).
+MAX_STATES = 1_000_000
+
+
+def k_subset_states(
+    n: int, k: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """All ``n choose k`` states ``[n choose k, n]`` of the k-subset family, in lexicographic order.
+
+    The enumeration behind `naive_topk_log_partition` and `naive_topk_marginals`, and the state
+    list of the synthetic top-k benchmark (bench/bench_topk_synthetic.py); refuses more than 1e6
+    states.
+    """
+    count = math.comb(n, k)
+    if count > MAX_STATES:
+        raise ValueError(f"n, k: {n} choose {k} = {count} states, more than {MAX_STATES}")
+    index = torch.tensor(list(itertools.combinations(range(n), k)), dtype=torch.long)  # [M, k]
+    states = torch.zeros(count, n, dtype=dtype)
+    if k > 0:
+        states.scatter_(1, index, 1.0)
+    return states.to(device)
+
+
+def _state_logits(theta: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(states [M, n], logits [*batch, M])``; a state holding a masked (-inf) item gets -inf."""
+    states = k_subset_states(theta.shape[-1], k, dtype=theta.dtype, device=theta.device)
+    finite = torch.isfinite(theta)
+    logits = torch.where(finite, theta, 0.0) @ states.T  # [*batch, M]
+    masked = (~finite).to(theta.dtype) @ states.T > 0
+    return states, logits.masked_fill(masked, -math.inf)
+
+
+def naive_topk_log_partition(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch]`` log-partition by enumeration: ``logsumexp`` over the ``n choose k`` states.
+
+    The oracle for `imle_fn.estimators.k_subset.topk_log_partition` (tests/estimators/test_k_subset.py).
+    """
+    _, logits = _state_logits(theta, k)
+    return torch.logsumexp(logits, dim=-1)
+
+
+def naive_topk_marginals(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch, n]`` marginals by enumeration: ``softmax(logits) @ states``, differentiable.
+
+    The oracle for `imle_fn.estimators.k_subset.topk_marginals`, and (through `torch.func.jacrev`)
+    for SIMPLE's gradient (tests/estimators/test_k_subset.py, test_simple_estimator.py).
+    """
+    states, logits = _state_logits(theta, k)
+    return torch.softmax(logits, dim=-1) @ states
+
+
+def naive_topk_log_partition_loop(theta: torch.Tensor, k: int) -> torch.Tensor:
+    """``[*batch]`` log-partition by the textbook sequential DP, one Python step per item, not in
+    log space: ``E_i[c] = E_{i-1}[c] + w_i E_{i-1}[c - 1]`` with ``w_i = exp(theta_i - max theta)``.
+
+    What a user writes first; its gradient (autograd, ``torch.func.grad`` or ``jacrev``) gives the
+    marginals. Finite scores only, and it overflows once ``e_k`` passes the dtype's range
+    (``n choose k`` near 1e308 in float64): the baseline of bench/bench_simple.py, not an oracle for
+    large instances.
+    """
+    shift = theta.detach().amax(-1, keepdim=True)  # [*batch, 1]
+    w = torch.exp(theta - shift)  # [*batch, n]
+    table = torch.zeros((*theta.shape[:-1], k + 1), dtype=theta.dtype)
+    table[..., 0] = 1.0
+    for i in range(theta.shape[-1]):
+        table = torch.cat(
+            [table[..., :1], table[..., 1:] + w[..., i : i + 1] * table[..., :-1]], -1
+        )
+    return torch.log(table[..., k]) + k * shift[..., 0]
+
+
+def naive_topk_sample(theta: torch.Tensor, noise: torch.Tensor, k: int) -> torch.Tensor:
+    """Exact k-subset samples ``[S, n]`` for ONE instance ``theta: [n]`` (finite scores) by
+    sequential sampling: suffix log-partitions ``B_i[c] = log e_c(w_i, ..., w_n)`` (a Python loop
+    over the items), then item by item ``P(z_i = 1 | r ones left) = w_i e_{r-1}(i+1..) / e_r(i..)``
+    against the uniform ``noise[:, i]`` (``noise: [S, n]``).
+
+    The textbook sampler (SIMPLE's authors' shape): the baseline of bench/bench_simple.py.
+    """
+    n = theta.shape[-1]
+    suffix = [torch.full((k + 1,), -math.inf, dtype=theta.dtype) for _ in range(n + 1)]
+    suffix[n][0] = 0.0
+    for i in range(n - 1, -1, -1):
+        take = torch.cat([suffix[i + 1].new_full((1,), -math.inf), suffix[i + 1][:-1] + theta[i]])
+        suffix[i] = torch.logaddexp(suffix[i + 1], take)
+    left = torch.full(noise.shape[:1], k, dtype=torch.long)  # [S] ones still to place
+    z = torch.zeros(noise.shape, dtype=theta.dtype)
+    for i in range(n):
+        prob = torch.exp(theta[i] + suffix[i + 1][(left - 1).clamp(min=0)] - suffix[i][left])
+        chosen = (left > 0) & (noise[:, i] < prob)
+        z[:, i] = chosen.to(theta.dtype)
+        left = left - chosen.long()
+    return z
 
 
 # ------------------------------------------------------------------- the exact solvers

@@ -19,6 +19,11 @@ PAPERS = {
     "perturbed": "arXiv:2002.08676",
     "fenchel_young_loss": "arXiv:2002.08676",
     "ste": "arXiv:1308.3432",
+    "simple": "arXiv:2210.01941",
+    "topk_sample": "arXiv:2210.01941",
+    "topk_marginals": "arXiv:2210.01941",
+    "topk_marginals_vjp": "arXiv:2210.01941",
+    "topk_log_partition": "arXiv:2210.01941",
     "sum_of_gamma": "arXiv:2106.01798",
 }
 

@@ -6,6 +6,7 @@
 * ``imle_fn.solvers``: imports core, kernels and solvers.
 * ``imle_fn.distributed``: imports core and distributed.
 * ``imle_fn.compat``: imports core and estimators.
+* ``imle_fn.nn``: the ``torch.nn`` layers over the estimators; imports core, estimators and nn.
 * ``imle_fn`` (its ``__init__``): re-exports the library layers, never an app.
 * ``imle_fn.apps``: may import anything; ``imle_fn.__main__`` only starts the command line.
 """
@@ -30,9 +31,20 @@ ALLOWED: dict[str, set[str]] = {
     "solvers": {"core", "kernels", "solvers"},
     "distributed": {"core", "distributed"},
     "compat": {"core", "estimators"},
-    "root": {"core", "estimators", "solvers", "distributed"},
+    "nn": {"core", "estimators", "nn"},
+    "root": {"core", "estimators", "solvers", "distributed", "nn"},
     "main": {"apps"},
-    "apps": {"root", "kernels", "core", "estimators", "solvers", "distributed", "compat", "apps"},
+    "apps": {
+        "root",
+        "kernels",
+        "core",
+        "estimators",
+        "solvers",
+        "distributed",
+        "compat",
+        "nn",
+        "apps",
+    },
 }
 
 FIRST_LEVEL = {
@@ -42,6 +54,7 @@ FIRST_LEVEL = {
     "solvers": "solvers",
     "distributed": "distributed",
     "compat": "compat",
+    "nn": "nn",
     "apps": "apps",
     "__main__": "main",
 }

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from collections.abc import Collection, Sequence
-from typing import Any, TypeGuard, TypeVar
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeGuard, TypeVar, cast
 
 import numpy as np
 import torch
@@ -33,8 +33,11 @@ __all__ = [
     "check_generator",
     "check_grid",
     "check_has_data",
+    "check_hyper",
+    "check_hyper_at_run",
     "check_int",
     "check_int_array",
+    "check_k_subset_scores",
     "check_no_nan",
     "check_no_nan_split",
     "check_nonnegative",
@@ -45,6 +48,7 @@ __all__ = [
     "check_solver_output",
     "check_state_tensor",
     "check_target_states",
+    "check_unit_interval",
     "first_bad_instance",
     "index_text",
     "is_int",
@@ -81,16 +85,21 @@ def as_number(name: str, value: object) -> object:
     if isinstance(value, np.generic) and not isinstance(value, np.bool_):
         value = value.item()
     elif isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool:
-        if value.requires_grad:
-            raise ValueError(
-                f"{name}: got a tensor that requires grad; imle_fn hyper-parameters receive no"
-                f" gradient: pass {name}.detach() (or a float)"
-            )
-        if value.device.type == "meta":
-            raise ValueError(f"{name}: got a meta tensor, which has no value; pass a float")
+        _check_scalar_tensor(name, value)
         if not value.is_complex():
             value = value.item()
     return value
+
+
+def _check_scalar_tensor(name: str, value: torch.Tensor) -> None:
+    """A 0-d hyper-parameter tensor has a value and takes no gradient."""
+    if value.requires_grad:
+        raise ValueError(
+            f"{name}: got a tensor that requires grad; imle_fn hyper-parameters receive no"
+            f" gradient: pass {name}.detach() (or a float)"
+        )
+    if value.device.type == "meta":
+        raise ValueError(f"{name}: got a meta tensor, which has no value; pass a float")
 
 
 def check_finite(name: str, value: object) -> float:
@@ -120,6 +129,78 @@ def check_nonnegative(name: str, value: object) -> float:
     if result < 0:
         raise ValueError(f"{name}: expected >= 0, got {value!r}")
     return result
+
+
+def check_hyper(name: str, value: object, check: Callable[[str, object], float]) -> float:
+    """A hyper-parameter of an estimator (``lam``, ``alpha``, a temperature, ``sigma``, ...),
+    checked by ``check`` (`check_positive`, `check_finite`, `check_nonnegative`).
+
+    Eagerly this is ``check(name, value)``: Python numbers, NumPy scalars and 0-d tensors become a
+    float (a tensor is read with ``.item()``). Inside `torch.compile` the value is returned
+    unchanged, for the estimator to carry into its custom op as tensor data, so that a new value
+    is new data and not a recompile: a Python float may be a symbolic float there (dynamo makes a
+    float that changed between calls symbolic, and it looks like a float but has no value at
+    trace time) and a tensor is a graph input. Their values are checked when the compiled code
+    runs (inside ``imle_fn::estimate``, or by `check_hyper_at_run`); only what is known while
+    tracing (a tensor's shape, dtype, device, ``requires_grad``) is checked here.
+
+    Raises:
+        TypeError: a tensor that is not real (bool, complex).
+        ValueError: ``check``'s errors (eagerly); a tensor with more than one element, one that
+            requires grad or a meta tensor (also inside `torch.compile`).
+    """
+    if not torch.compiler.is_compiling():
+        return check(name, value)
+    if isinstance(value, torch.Tensor):
+        if value.ndim != 0:
+            raise ValueError(
+                f"{name}: expected a number or a 0-d tensor, got a tensor of shape"
+                f" {tuple(value.shape)}"
+            )
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name}: expected a real number, got a tensor of dtype {value.dtype}")
+        _check_scalar_tensor(name, value)
+        return cast(float, value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)  # perhaps symbolic: checked when the compiled code runs
+    return check(name, value)
+
+
+_RULES: dict[str, Callable[[str, object], float]] = {}
+
+
+def check_hyper_at_run(name: str, value: object, rule: str) -> float:
+    """``value`` checked by ``rule`` (``"finite"``, ``"positive"`` or ``"nonnegative"``) where it
+    cannot be checked while tracing: inside `torch.compile`, a hyper-parameter that is used in
+    the graph directly (not carried into an estimator's custom op) goes through the op
+    ``imle_fn::check_hyper``, which checks its value when the compiled code runs and returns it
+    as a 0-d float64 CPU tensor; eagerly, the check itself. The op reads a CPU scalar (a tensor
+    on another device is first copied to the CPU: one device sync).
+
+    Raises:
+        ValueError: a value out of range (eagerly, or when the compiled code runs).
+    """
+    check = _RULES[rule]
+    if not torch.compiler.is_compiling():
+        return check(name, value)
+    value = check_hyper(name, value, check)
+    tensor = (  # as imle_fn.core.wiring.scalar_tensor: ones * value keeps a symbolic float data
+        value.detach().reshape(()).to(device="cpu", dtype=torch.float64)
+        if isinstance(value, torch.Tensor)
+        else torch.ones((), dtype=torch.float64) * value
+    )
+    return cast(float, torch.ops.imle_fn.check_hyper(tensor, name, rule))
+
+
+@torch.library.custom_op("imle_fn::check_hyper", mutates_args=())
+def _check_hyper_op(value: torch.Tensor, name: str, rule: str) -> torch.Tensor:
+    _RULES[rule](name, value.item())
+    return value.clone()
+
+
+@_check_hyper_op.register_fake
+def _check_hyper_fake(value: torch.Tensor, name: str, rule: str) -> torch.Tensor:
+    return torch.empty_like(value)
 
 
 def check_int(
@@ -642,3 +723,36 @@ def check_target_states(y: object, theta: torch.Tensor) -> torch.Tensor:
     if y.device != theta.device:
         raise ValueError(f"y: expected device {theta.device}, got {y.device}")
     return y
+
+
+def check_k_subset_scores(name: str, flat: torch.Tensor, k: int) -> None:
+    """Scores ``flat: [N, n]`` of the k-subset family: no NaN or ``+inf``, and at least ``k`` finite
+    scores in every instance (``-inf`` masks an item); ValueError naming the first bad instance."""
+    check_no_nan(name, flat)
+    bad = first_bad_instance(flat == math.inf)
+    if bad is not None:
+        raise ValueError(
+            f"{name}: contains +inf at instance {bad} (of {flat.shape[0]}); scores are finite,"
+            " or -inf to mask an item"
+        )
+    finite = torch.isfinite(flat).sum(-1)  # [N]
+    short = first_bad_instance((finite < k)[:, None])
+    if short is not None:
+        raise ValueError(
+            f"{name}: instance {short} (of {flat.shape[0]}) has {int(finite[short])} finite scores,"
+            f" fewer than k = {k}: no k-subset avoids its masked (-inf) items"
+        )
+
+
+def check_unit_interval(name: str, flat: torch.Tensor) -> None:
+    """``flat: [N, ...]`` holds uniforms: every value in ``[0, 1]`` (NaN refused); ValueError naming
+    the first bad instance."""
+    bad = first_bad_instance(~((flat >= 0) & (flat <= 1)))
+    if bad is not None:
+        raise ValueError(
+            f"{name}: expected uniforms in [0, 1] (e.g. torch.rand), got a value outside at"
+            f" instance {bad} (of {flat.shape[0]})"
+        )
+
+
+_RULES.update(finite=check_finite, positive=check_positive, nonnegative=check_nonnegative)

@@ -9,7 +9,11 @@ custom gradient of the forward, by one of two routes that compute the same thing
   with `torch.func.grad`, `vjp`, `jacrev`, `vmap` (nested, and ``vmap(grad)``) and ``.backward()``;
 * under `torch.compile`: the custom op ``imle_fn::estimate`` with ``register_autograd`` and a vmap
   rule, because dynamo drops the gradient of an autograd.Function whose body runs under vmap
-  (pytorch#129845).
+  (pytorch#129845). Its backward is the op ``imle_fn::estimate_vjp``. The estimator's float fields
+  (its hyper-parameters) enter both ops as a ``[n]`` float64 CPU tensor (`_pack`), read and
+  checked (``Estimator.checks``) when the op runs: a new ``lam`` is new data, not a recompile,
+  and a value dynamo made symbolic (or a 0-d tensor) is still checked. Its int / bool fields
+  (structure: ``central``, ``control_variate``, ...) are constants of the graph.
 
 Both routes hand back the same contract: the output in ``theta``'s dtype (whatever the noise's);
 a gradient in ``theta``'s dtype that is exactly zero on infinite scores (masked items, walls: they
@@ -33,14 +37,14 @@ import functools
 import math
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 
 from imle_fn.core.checks import NaNError, check_estimator_inputs, check_no_nan_split
-from imle_fn.core.contract import Backend, SolverLike, resolve_solver
+from imle_fn.core.contract import Backend, SolverLike, assume_constant_result, resolve_solver
 from imle_fn.core.perturbation import perturb
 from imle_fn.core.solving import Solve, _is_plain, refuse_grad_transforms, solver_key
 
@@ -56,6 +60,7 @@ __all__ = [
     "first_order_only",
     "num_sample_dims",
     "reduce_to_theta",
+    "scalar_tensor",
     "scale_scores",
 ]
 
@@ -216,9 +221,15 @@ def first_order_only(grad: torch.Tensor, name: str, *anchors: torch.Tensor | Non
 
 @dataclasses.dataclass(frozen=True)
 class Estimator(ABC):
-    """Hyper-parameters of a gradient estimator (every field a float, int or bool)."""
+    """Hyper-parameters of a gradient estimator (every field a float, int or bool).
+
+    ``checks`` maps float fields to their argument checks (`imle_fn.core.checks`); under
+    `torch.compile` the float fields travel into the custom op as a tensor (new values are data,
+    not recompiles) and ``checks`` validates them there, when the compiled code runs.
+    """
 
     name: ClassVar[str]
+    checks: ClassVar[Mapping[str, Callable[[str, object], float]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -260,6 +271,72 @@ class Estimator(ABC):
             f.name: types[f.name](v) for f, v in zip(dataclasses.fields(cls), params, strict=True)
         }
         return cls(**values)
+
+
+_SPLITS: dict[type[Estimator], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+@assume_constant_result  # dynamo cannot trace typing.get_type_hints: a constant of the graph
+def _split_fields(cls: type[Estimator]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(hyper, flags)``: the names of ``cls``'s float fields (hyper-parameters, which travel as
+    tensor data under `torch.compile`) and of its int / bool fields (structural flags, constants
+    of the compiled graph), each in declaration order."""
+    split = _SPLITS.get(cls)
+    if split is None:
+        types = _field_types(cls)
+        hyper = tuple(name for name, kind in types.items() if kind is float)
+        flags = tuple(name for name, kind in types.items() if kind is not float)
+        split = _SPLITS[cls] = (hyper, flags)
+    return split
+
+
+def _rebuild(
+    name: str, flags: list[float], hyper: list[float] | None, *, validate: bool = False
+) -> Estimator:
+    """The estimator of a custom-op call: its flags, and its hyper-parameters read from the op's
+    ``hyper`` tensor (``None``: placeholders 1.0, for the structural questions and the fake
+    forward, whose shapes never depend on a hyper-parameter's value). ``validate`` runs the
+    class's ``checks`` on the values (the run-time check of a compiled call).
+
+    Raises:
+        ValueError: ``validate`` and a hyper-parameter out of its range (the message names it).
+    """
+    cls = _REGISTRY[name]
+    hyper_names, flag_names = _split_fields(cls)
+    types = _field_types(cls)
+    values: dict[str, Any] = {f: types[f](v) for f, v in zip(flag_names, flags, strict=True)}
+    if hyper is None:
+        values.update(dict.fromkeys(hyper_names, 1.0))
+    else:
+        for field, value in zip(hyper_names, hyper, strict=True):
+            check = cls.checks.get(field) if validate else None
+            values[field] = check(field, value) if check is not None else value
+    return cls(**values)
+
+
+def _pack(estimator: Estimator) -> tuple[list[float], torch.Tensor]:
+    """``(flags, hyper)`` of an estimator inside a compiled function: its int / bool fields as
+    constants, its float fields as a ``[n]`` float64 CPU tensor built in the graph. A field may
+    hold a Python float (a constant, or a float dynamo made symbolic after it changed) or a 0-d
+    tensor (a graph input): either way a new value is new data for the op, not a recompile."""
+    hyper_names, flag_names = _split_fields(type(estimator))
+    flags = [float(getattr(estimator, f)) for f in flag_names]
+    parts = [scalar_tensor(getattr(estimator, f)).reshape(1) for f in hyper_names]
+    if not parts:  # no float hyper-parameter (SIMPLE's k is an int flag): an empty [0] tensor
+        return flags, torch.zeros(0, dtype=torch.float64)
+    return flags, torch.cat(parts)
+
+
+def scalar_tensor(value: float | torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d float64 CPU tensor, in a way `torch.compile` keeps as data.
+
+    A float that dynamo made symbolic must meet a tensor in arithmetic (``ones * value``, exact):
+    ``torch.tensor([value])`` would make AOTAutograd specialise it back into a constant, one
+    recompile per value. A tensor is converted (a tensor on another device is copied to the CPU).
+    """
+    if isinstance(value, torch.Tensor):
+        return value.detach().reshape(()).to(device="cpu", dtype=torch.float64)
+    return torch.ones((), dtype=torch.float64) * value
 
 
 @functools.cache
@@ -421,12 +498,14 @@ def _estimate_op(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
     name: str,
-    params: list[float],
+    flags: list[float],
+    hyper: torch.Tensor,
     handle: int,
     event_ndim: int,
     state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    estimator = _REGISTRY[name].from_params(params)
+    # The hyper-parameters are data: read (a [n] CPU tensor: no device sync) and checked here.
+    estimator = _rebuild(name, flags, hyper.tolist(), validate=True)
     out, residual = estimator.forward(theta, noise, Solve.from_handle(handle, event_ndim))
     out = out.to(theta.dtype)
     # Fresh, contiguous outputs: the fake below promises exactly that.
@@ -438,33 +517,76 @@ def _estimate_fake(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
     name: str,
-    params: list[float],
+    flags: list[float],
+    hyper: torch.Tensor,
     handle: int,
     event_ndim: int,
     state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     # The forward is torch ops plus the map_solve op, which has its own fake: run it on fakes.
-    out, residual = (
-        _REGISTRY[name]
-        .from_params(params)
-        .forward(theta, noise, Solve.from_handle(handle, event_ndim))
+    out, residual = _rebuild(name, flags, None).forward(
+        theta, noise, Solve.from_handle(handle, event_ndim)
     )
     return out.new_empty(out.shape, dtype=theta.dtype), residual.new_empty(residual.shape)
 
 
+@torch.library.custom_op("imle_fn::estimate_vjp", mutates_args=())
+def _estimate_vjp_op(
+    dout: torch.Tensor,
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    out: torch.Tensor,
+    residual: torch.Tensor,
+    name: str,
+    flags: list[float],
+    hyper: torch.Tensor,
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backward of ``imle_fn::estimate``: opaque, so that the hyper-parameters are read when
+    it runs (not baked into the traced backward) and the VJP is exactly the eager one."""
+    estimator = _rebuild(name, flags, hyper.tolist())
+    saved = Saved(theta, noise, out, residual, Solve.from_handle(handle, event_ndim), state)
+    dtheta, dstate = _backward(estimator, dout, saved)
+    dtheta = dtheta.contiguous()
+    if dstate is None:
+        return dtheta, theta.new_empty(0)
+    return dtheta, dstate.contiguous()
+
+
+@_estimate_vjp_op.register_fake
+def _estimate_vjp_fake(
+    dout: torch.Tensor,
+    theta: torch.Tensor,
+    noise: torch.Tensor | None,
+    out: torch.Tensor,
+    residual: torch.Tensor,
+    name: str,
+    flags: list[float],
+    hyper: torch.Tensor,
+    handle: int,
+    event_ndim: int,
+    state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    dstate = state.new_empty(state.shape) if state is not None else theta.new_empty(0)
+    return theta.new_empty(theta.shape), dstate
+
+
 def _estimate_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    theta, noise, name, params, handle, event_ndim, state = inputs
+    theta, noise, name, flags, hyper, handle, event_ndim, state = inputs
     out, residual = output
-    ctx.save_for_backward(theta, noise, out, residual, state)
-    ctx.estimator = _REGISTRY[name].from_params(params)
-    ctx.solve = Solve.from_handle(handle, event_ndim)
+    ctx.save_for_backward(theta, noise, out, residual, state, hyper)
+    ctx.call = (name, flags, handle, event_ndim)
 
 
 def _estimate_backward(ctx: Any, dout: torch.Tensor, _dres: Any) -> tuple[Any, ...]:
-    theta, noise, out, residual, state = ctx.saved_tensors
-    saved = Saved(theta, noise, out, residual, ctx.solve, state)
-    dtheta, dstate = _backward(ctx.estimator, dout, saved)
-    return dtheta, None, None, None, None, None, dstate
+    theta, noise, out, residual, state, hyper = ctx.saved_tensors
+    name, flags, handle, event_ndim = ctx.call
+    dtheta, dstate = torch.ops.imle_fn.estimate_vjp(
+        dout, theta, noise, out, residual, name, flags, hyper, handle, event_ndim, state
+    )
+    return dtheta, None, None, None, None, None, None, dstate if state is not None else None
 
 
 _estimate_op.register_autograd(_estimate_backward, setup_context=_estimate_setup_context)
@@ -477,21 +599,23 @@ def _estimate_vmap(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
     name: str,
-    params: list[float],
+    flags: list[float],
+    hyper: torch.Tensor,
     handle: int,
     event_ndim: int,
     state: torch.Tensor | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int | None, int | None]]:
     theta_dim, noise_dim = in_dims[0], in_dims[1]
-    if len(in_dims) > 6 and in_dims[6] is not None:
+    if len(in_dims) > 7 and in_dims[7] is not None:
         raise NotImplementedError(
             "state: a vmapped (per-slice) estimator state is not supported under torch.compile;"
             " pass one state shared by all slices, or run eagerly"
         )
     size = info.batch_size
-    if _REGISTRY[name].from_params(params).pools_over_batch():
+    structure = _rebuild(name, flags, None)
+    if structure.pools_over_batch() or in_dims[4] is not None:  # or per-slice hyper-parameters
         return _estimate_by_slice(
-            size, in_dims, theta, noise, name, params, handle, event_ndim, state
+            size, in_dims, theta, noise, name, flags, hyper, handle, event_ndim, state
         )
     # Logical (per-slice) shapes decide the sample dims, exactly as in the unbatched call.
     theta_l = theta.ndim - (theta_dim is not None)
@@ -509,9 +633,9 @@ def _estimate_vmap(
             noise = noise.unsqueeze(1)
         noise = noise.movedim(0, ns)  # [*sample, V, *rest]
     out, residual = torch.ops.imle_fn.estimate(
-        theta, noise, name, params, handle, event_ndim, state
+        theta, noise, name, flags, hyper, handle, event_ndim, state
     )
-    return (out, residual), _REGISTRY[name].from_params(params).out_dims(ns)
+    return (out, residual), structure.out_dims(ns)
 
 
 def _estimate_by_slice(
@@ -520,21 +644,24 @@ def _estimate_by_slice(
     theta: torch.Tensor,
     noise: torch.Tensor | None,
     name: str,
-    params: list[float],
+    flags: list[float],
+    hyper: torch.Tensor,
     handle: int,
     event_ndim: int,
     state: torch.Tensor | None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[int, int]]:
-    """The vmap rule for estimators that pool over their batch: one op call per slice, stacked."""
-    theta_dim, noise_dim = in_dims[0], in_dims[1]
+    """The vmap rule for estimators that pool over their batch, or whose hyper-parameters differ
+    by slice: one op call per slice, stacked."""
+    theta_dim, noise_dim, hyper_dim = in_dims[0], in_dims[1], in_dims[4]
     outs, residuals = [], []
     for v in range(size):
         theta_v = theta.select(theta_dim, v) if theta_dim is not None else theta
         noise_v = (
             noise.select(noise_dim, v) if noise is not None and noise_dim is not None else noise
         )
+        hyper_v = hyper.select(hyper_dim, v) if hyper_dim is not None else hyper
         out, residual = torch.ops.imle_fn.estimate(
-            theta_v, noise_v, name, params, handle, event_ndim, state
+            theta_v, noise_v, name, flags, hyper_v, handle, event_ndim, state
         )
         outs.append(out)
         residuals.append(residual)
@@ -567,7 +694,9 @@ def estimate(
     """Run ``estimator``'s forward with its VJP attached as the custom gradient.
 
     ``state`` (optional) is a tensor handed to ``estimator.vjp_with_state``, whose second result
-    becomes the state's gradient. ``backend`` says what a plain callable ``solver`` takes
+    becomes the state's gradient. Eagerly the estimator's fields are used as they are (Python
+    floats: no tensor is made); under `torch.compile` its float fields may also hold 0-d tensors
+    or symbolic floats, which travel into the custom op as data (see the module docstring). ``backend`` says what a plain callable ``solver`` takes
     (default ``"numpy"``). The output has ``theta``'s dtype; the gradient has ``theta``'s dtype, is
     exactly zero on infinite scores and refuses to be differentiated again.
 
@@ -582,8 +711,9 @@ def estimate(
         raise ValueError(f"noise: expected device {theta.device}, got {noise.device}")
     if torch.compiler.is_compiling() and refuse_grad_transforms(estimator.name):
         handle, event_ndim = solver_key(solver, event_ndim, backend)
+        flags, hyper = _pack(estimator)
         out, _ = torch.ops.imle_fn.estimate(
-            theta, noise, estimator.name, estimator.params(), handle, event_ndim, state
+            theta, noise, estimator.name, flags, hyper, handle, event_ndim, state
         )
         return out
     resolved = resolve_solver(solver, event_ndim, backend)

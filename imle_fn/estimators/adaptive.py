@@ -34,6 +34,7 @@ does not recompile); a per-slice state under ``vmap`` inside a compiled function
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -41,6 +42,7 @@ import torch
 from imle_fn.core.checks import (
     check_choice,
     check_finite,
+    check_hyper,
     check_nonnegative,
     check_state_tensor,
 )
@@ -62,8 +64,8 @@ Norm = Literal["instance", "pooled"]
 
 
 def aimle_state(
-    beta: float = 1.0,
-    ema: float = 1.0,
+    beta: float | torch.Tensor = 1.0,
+    ema: float | torch.Tensor = 1.0,
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
@@ -85,9 +87,9 @@ def aimle_update(
     state: torch.Tensor,
     stats: torch.Tensor | None,
     *,
-    target: float = 1.0,
-    step: float = 1e-4,
-    decay: float = 0.9,
+    target: float | torch.Tensor = 1.0,
+    step: float | torch.Tensor = 1e-4,
+    decay: float | torch.Tensor = 0.9,
 ) -> torch.Tensor:
     """The next AIMLE state, a pure function of the state and one backward's statistics.
 
@@ -116,9 +118,10 @@ def aimle_update(
         Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862).
     """
     check_state_tensor("state", state, (2,), "[beta, ema] (see aimle_state)")
-    check_nonnegative("target", target)
-    check_nonnegative("step", step)
-    if not 0.0 <= check_finite("decay", decay) <= 1.0:
+    target = check_nonnegative("target", target)
+    step = check_nonnegative("step", step)
+    decay = check_finite("decay", decay)
+    if not 0.0 <= decay <= 1.0:
         raise ValueError(f"decay: expected a number in [0, 1], got {decay!r}")
     state = state.detach()
     if stats is None:
@@ -235,6 +238,12 @@ class AIMLE(PerturbAndMAP, Estimator):
     """AIMLE's hyper-parameters (see `aimle`); ``beta`` is used when no state is passed."""
 
     name: ClassVar[str] = "aimle"
+    checks: ClassVar[dict[str, Callable[[str, object], float]]] = {
+        "beta": check_nonnegative,
+        "alpha": check_finite,
+        "temperature": check_nonnegative,
+        "target_temperature": check_nonnegative,
+    }
     beta: float = 1.0
     alpha: float = 1.0
     temperature: float = 1.0
@@ -271,10 +280,10 @@ def aimle(
     solver: SolverLike,
     state: torch.Tensor | None = None,
     *,
-    beta: float | None = None,
-    alpha: float = 1.0,
-    temperature: float = 1.0,
-    target_temperature: float = 1.0,
+    beta: float | torch.Tensor | None = None,
+    alpha: float | torch.Tensor = 1.0,
+    temperature: float | torch.Tensor = 1.0,
+    target_temperature: float | torch.Tensor = 1.0,
     central: bool = False,
     norm: Norm = "instance",
     event_ndim: int | None = None,
@@ -336,12 +345,12 @@ def aimle(
             raise ValueError("beta: pass either a state or a fixed beta, not both")
         if isinstance(theta, torch.Tensor) and state.device != theta.device:
             raise ValueError(f"state: expected device {theta.device}, got {state.device}")
-    fixed_beta = 1.0 if beta is None else check_nonnegative("beta", beta)
+    fixed_beta = 1.0 if beta is None else check_hyper("beta", beta, check_nonnegative)
     estimator = AIMLE(
         fixed_beta,
-        check_finite("alpha", alpha),
-        check_nonnegative("temperature", temperature),
-        check_nonnegative("target_temperature", target_temperature),
+        check_hyper("alpha", alpha, check_finite),
+        check_hyper("temperature", temperature, check_nonnegative),
+        check_hyper("target_temperature", target_temperature, check_nonnegative),
         bool(central),
         check_choice("norm", norm, ("instance", "pooled")) == "pooled",
     )

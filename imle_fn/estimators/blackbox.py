@@ -14,11 +14,12 @@ non-negative costs (Dijkstra), i.e. ``theta' = min(theta - lam * dz, 0)``. No no
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
-from imle_fn.core.checks import check_positive
+from imle_fn.core.checks import check_hyper, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, reduce_to_theta
 
@@ -62,6 +63,7 @@ class DBB(Estimator):
     """DBB's hyper-parameters (see `dbb`)."""
 
     name: ClassVar[str] = "dbb"
+    checks: ClassVar[dict[str, Callable[[str, object], float]]] = {"lam": check_positive}
     lam: float = 1.0
     clamp_costs: bool = False
 
@@ -81,7 +83,7 @@ def dbb(
     theta: torch.Tensor,
     solver: SolverLike,
     *,
-    lam: float = 1.0,
+    lam: float | torch.Tensor = 1.0,
     clamp_costs: bool = False,
     event_ndim: int | None = None,
 ) -> torch.Tensor:
@@ -123,5 +125,5 @@ def dbb(
         Vlastelica, Paulus, Musil, Martius, Rolinek, "Differentiation of Blackbox Combinatorial
         Solvers", ICLR 2020 (arXiv:1912.02175).
     """
-    estimator = DBB(check_positive("lam", lam), bool(clamp_costs))
+    estimator = DBB(check_hyper("lam", lam, check_positive), bool(clamp_costs))
     return estimate(estimator, theta, None, solver, event_ndim)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
+from imle_fn.core.checks import check_finite, check_hyper, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
 from imle_fn.core.wiring import Saved, estimate, reduce_to_theta, scale_scores
@@ -118,10 +118,10 @@ def imle_central(
     noise: torch.Tensor | None,
     solver: SolverLike,
     *,
-    lam: float = 1.0,
-    alpha: float = 1.0,
-    temperature: float = 1.0,
-    target_temperature: float = 1.0,
+    lam: float | torch.Tensor = 1.0,
+    alpha: float | torch.Tensor = 1.0,
+    temperature: float | torch.Tensor = 1.0,
+    target_temperature: float | torch.Tensor = 1.0,
     divide_by_lam: bool = True,
     event_ndim: int | None = None,
 ) -> torch.Tensor:
@@ -159,10 +159,10 @@ def imle_central(
         Discrete Latent Variable Models", AAAI 2023 (arXiv:2209.04862): central differences.
     """
     estimator = CentralIMLE(
-        check_positive("lam", lam),
-        check_finite("alpha", alpha),
-        check_nonnegative("temperature", temperature),
-        check_nonnegative("target_temperature", target_temperature),
+        check_hyper("lam", lam, check_positive),
+        check_hyper("alpha", alpha, check_finite),
+        check_hyper("temperature", temperature, check_nonnegative),
+        check_hyper("target_temperature", target_temperature, check_nonnegative),
         bool(divide_by_lam),
     )
     return estimate(estimator, theta, noise, solver, event_ndim)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from imle_fn.core.checks import check_estimator_inputs, check_nonnegative, check_target_states
+from imle_fn.core.checks import check_estimator_inputs, check_hyper_at_run, check_target_states
 from imle_fn.core.contract import SolverLike, resolve_solver
 from imle_fn.core.solving import map_solve, solver_key
 from imle_fn.core.wiring import event_sum, first_order_input, num_sample_dims
@@ -32,7 +32,7 @@ def fenchel_young_loss(
     noise: torch.Tensor | None,
     solver: SolverLike,
     *,
-    sigma: float = 1.0,
+    sigma: float | torch.Tensor = 1.0,
     event_ndim: int | None = None,
 ) -> torch.Tensor:
     """Per-instance perturbed Fenchel-Young loss (see the module docstring).
@@ -44,7 +44,8 @@ def fenchel_young_loss(
         noise: ``[S, *batch, *event]`` (or ``[*batch, *event]``, one sample) noise of any law, or None
             (then the loss is ``<theta, MAP(theta) - y>``, gradient ``MAP(theta) - y``).
         solver: any `imle_fn.Solver`.
-        sigma: noise scale (>= 0).
+        sigma: noise scale (>= 0): a number or a 0-d tensor (under `torch.compile` a new value
+            is data, checked when the compiled code runs).
         event_ndim: trailing dims of one instance; defaults to ``solver.event_ndim``.
 
     Returns:
@@ -73,7 +74,7 @@ def fenchel_young_loss(
         Berthet, Blondel, Teboul, Cuturi, Vert, Bach, "Learning with Differentiable Perturbed
         Optimizers", NeurIPS 2020 (arXiv:2002.08676).
     """
-    sigma = check_nonnegative("sigma", sigma)
+    sigma = check_hyper_at_run("sigma", sigma, "nonnegative")
     check_estimator_inputs(theta, noise)
     y = check_target_states(y, theta)
     if noise is not None and noise.device != theta.device:

@@ -25,11 +25,12 @@ Conventions (stated once here, pinned by tests/estimators/test_implicit_mle.py):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
-from imle_fn.core.checks import check_finite, check_nonnegative, check_positive
+from imle_fn.core.checks import check_finite, check_hyper, check_nonnegative, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.perturbation import perturb
 from imle_fn.core.wiring import (
@@ -93,6 +94,12 @@ class IMLE(PerturbAndMAP, Estimator):
     """I-MLE's hyper-parameters (see `imle`)."""
 
     name: ClassVar[str] = "imle"
+    checks: ClassVar[dict[str, Callable[[str, object], float]]] = {
+        "lam": check_positive,
+        "alpha": check_finite,
+        "temperature": check_nonnegative,
+        "target_temperature": check_nonnegative,
+    }
     lam: float = 1.0
     alpha: float = 1.0
     temperature: float = 1.0
@@ -118,10 +125,10 @@ def imle(
     noise: torch.Tensor | None,
     solver: SolverLike,
     *,
-    lam: float = 1.0,
-    alpha: float = 1.0,
-    temperature: float = 1.0,
-    target_temperature: float = 1.0,
+    lam: float | torch.Tensor = 1.0,
+    alpha: float | torch.Tensor = 1.0,
+    temperature: float | torch.Tensor = 1.0,
+    target_temperature: float | torch.Tensor = 1.0,
     divide_by_lam: bool = True,
     event_ndim: int | None = None,
 ) -> torch.Tensor:
@@ -142,6 +149,11 @@ def imle(
         temperature: input noise temperature.
         target_temperature: target noise temperature.
         divide_by_lam: gradient scale convention; False reproduces reference torch-imle.
+
+            The hyper-parameters (``lam``, ``alpha``, the temperatures) are Python numbers,
+            NumPy scalars or 0-d tensors. Under `torch.compile` they are data of the compiled
+            graph: a new value (an annealed ``lam``) does not recompile after the first change,
+            and a 0-d tensor never does (see ``docs/torch-func.md``).
         event_ndim: trailing dims of one instance; defaults to ``solver.event_ndim``.
 
     Returns:
@@ -170,10 +182,10 @@ def imle(
         Exponential Family Distributions", NeurIPS 2021 (arXiv:2106.01798).
     """
     estimator = IMLE(
-        check_positive("lam", lam),
-        check_finite("alpha", alpha),
-        check_nonnegative("temperature", temperature),
-        check_nonnegative("target_temperature", target_temperature),
+        check_hyper("lam", lam, check_positive),
+        check_hyper("alpha", alpha, check_finite),
+        check_hyper("temperature", temperature, check_nonnegative),
+        check_hyper("target_temperature", target_temperature, check_nonnegative),
         bool(divide_by_lam),
     )
     return estimate(estimator, theta, noise, solver, event_ndim)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import torch
 
-from imle_fn.core.checks import check_positive
+from imle_fn.core.checks import check_hyper, check_positive
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.wiring import Estimator, Saved, Solve, estimate, event_sum, num_sample_dims
 
@@ -78,6 +79,7 @@ class Perturbed(Estimator):
     """The perturbed optimizer's hyper-parameters (see `perturbed`)."""
 
     name: ClassVar[str] = "perturbed"
+    checks: ClassVar[dict[str, Callable[[str, object], float]]] = {"sigma": check_positive}
     sigma: float = 1.0
     gumbel: bool = False
     control_variate: bool = False
@@ -118,7 +120,7 @@ def perturbed(
     noise: torch.Tensor,
     solver: SolverLike,
     *,
-    sigma: float = 1.0,
+    sigma: float | torch.Tensor = 1.0,
     noise_type: Literal["gaussian", "gumbel"] = "gaussian",
     control_variate: bool = False,
     event_ndim: int | None = None,
@@ -170,6 +172,6 @@ def perturbed(
     if noise_type not in ("gaussian", "gumbel"):
         raise ValueError(f"noise_type: expected 'gaussian' or 'gumbel', got {noise_type!r}")
     estimator = Perturbed(
-        check_positive("sigma", sigma), noise_type == "gumbel", bool(control_variate)
+        check_hyper("sigma", sigma, check_positive), noise_type == "gumbel", bool(control_variate)
     )
     return estimate(estimator, theta, noise, solver, event_ndim)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 
-from imle_fn.core.checks import check_nonnegative
+from imle_fn.core.checks import check_hyper, check_nonnegative
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.wiring import Estimator, PerturbAndMAP, Saved, estimate, reduce_to_theta
 
@@ -37,6 +38,7 @@ class STE(PerturbAndMAP, Estimator):
     """STE's hyper-parameters (see `ste`)."""
 
     name: ClassVar[str] = "ste"
+    checks: ClassVar[dict[str, Callable[[str, object], float]]] = {"temperature": check_nonnegative}
     temperature: float = 1.0
 
     def vjp(self, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
@@ -48,7 +50,7 @@ def ste(
     noise: torch.Tensor | None,
     solver: SolverLike,
     *,
-    temperature: float = 1.0,
+    temperature: float | torch.Tensor = 1.0,
     event_ndim: int | None = None,
 ) -> torch.Tensor:
     """Sample MAP states ``z = MAP(theta + temperature * noise)``; backpropagate ``dz`` unchanged.
@@ -92,5 +94,5 @@ def ste(
         Bengio, Leonard, Courville, "Estimating or Propagating Gradients Through Stochastic Neurons
         for Conditional Computation", arXiv:1308.3432, 2013.
     """
-    estimator = STE(check_nonnegative("temperature", temperature))
+    estimator = STE(check_hyper("temperature", temperature, check_nonnegative))
     return estimate(estimator, theta, noise, solver, event_ndim)

@@ -2,8 +2,8 @@
 
 * `grid`: shortest paths on grids (`GridShortestPath`; the Numba Dijkstra, or the pure-torch twin in
   `grid_torch` with ``backend="torch"``), with the problem's shared policies in `grid_rules`.
-* `topk`: the k-subset maximiser `TopK` (per-instance ``k``, ``-inf`` masks) and the exact
-  k-subset family by enumeration.
+* `topk`: the k-subset maximiser `TopK` (per-instance ``k``, ``-inf`` masks); the family's exact
+  log-partition, marginals and samples are estimators' business (`imle_fn.estimators.k_subset`).
 * `assignment`: linear assignment / bipartite matching `Assignment` (scipy).
 * `spanning_tree`: maximum spanning trees `SpanningTree` (scipy).
 * `knapsack`: the exact 0/1 knapsack `Knapsack` (dynamic programming, a Numba kernel).
@@ -23,7 +23,7 @@ from imle_fn.solvers.grid_torch import shortest_path_torch
 from imle_fn.solvers.knapsack import Knapsack
 from imle_fn.solvers.ranking import Ranking, ranks
 from imle_fn.solvers.spanning_tree import SpanningTree
-from imle_fn.solvers.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
+from imle_fn.solvers.topk import TopK, topk_map
 
 __all__ = [
     "Assignment",
@@ -37,8 +37,5 @@ __all__ = [
     "ranks",
     "shortest_path",
     "shortest_path_torch",
-    "topk_log_partition",
     "topk_map",
-    "topk_marginals",
-    "topk_states",
 ]

@@ -1,16 +1,14 @@
-"""Top-k (k-subset) MAP solver in pure torch, and the exact k-subset exponential family by enumeration.
+"""Top-k (k-subset) MAP solver in pure torch.
 
 The k-subset family over ``n`` items has states ``z in {0, 1}^n`` with exactly ``k`` ones and
 ``p(z; theta) = exp(<theta, z> - A(theta))``. Its MAP state is the indicator of the ``k`` largest
-scores (`TopK`). For small ``n`` every state can be listed (``n choose k`` of them), which gives the
-exact log-partition ``A(theta)`` (`topk_log_partition`) and marginals ``mu = E[z] = grad A(theta)``
-(`topk_marginals`): a testing and teaching aid, e.g. for the I-MLE paper's synthetic experiment
-(``n = 10``, ``k = 5``: 252 states).
+scores (`TopK`). The family's exact log-partition, marginals and samples are in
+`imle_fn.estimators.k_subset`, `imle_fn.estimators.k_subset_sampling` and
+`imle_fn.estimators.simple_estimator` (SIMPLE).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,10 +20,7 @@ import torch
 from imle_fn.core.checks import check_int, check_int_array, is_int
 from imle_fn.solvers._instances import ValueSemantics, check_rows, instance_name
 
-__all__ = ["TopK", "topk_log_partition", "topk_map", "topk_marginals", "topk_states"]
-
-# Enumeration beyond this many states is refused (it would be slow and memory-hungry).
-MAX_STATES = 1_000_000
+__all__ = ["TopK", "topk_map"]
 
 
 def _subset_size(k: object, n: int | None = None) -> int:
@@ -220,77 +215,3 @@ class TopK(ValueSemantics):
         view = theta.reshape(N // B, *batch, n)  # row-major: instance i uses k.flatten()[i % B]
         z = _topk(view, self.k, lambda i: f"theta: {instance_name(i, N, batch)}")
         return z.reshape(theta.shape)
-
-
-def topk_states(
-    n: int, k: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """All ``n choose k`` states of the k-subset family, in lexicographic order of their index sets.
-
-    Returns:
-        ``[n choose k, n]`` 0/1 tensor.
-
-    Raises:
-        ValueError: a bad ``n`` or ``k``, or more than 1e6 states.
-    """
-    n = check_int("n", n, minimum=0)
-    k = _subset_size(k, n)
-    count = math.comb(n, k)
-    if count > MAX_STATES:
-        raise ValueError(
-            f"n, k: {n} choose {k} = {count} states, more than {MAX_STATES} to enumerate"
-        )
-    index = torch.tensor(list(itertools.combinations(range(n), k)), dtype=torch.long)  # [M, k]
-    states = torch.zeros(count, n, dtype=dtype)
-    if k > 0:
-        states.scatter_(1, index, 1.0)
-    return states.to(device)
-
-
-def _state_logits(theta: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(theta, torch.Tensor) or not theta.is_floating_point():
-        raise TypeError(f"theta: expected a floating-point tensor, got {type(theta).__name__}")
-    if theta.ndim < 1:
-        raise ValueError(
-            f"theta: expected at least 1 dim [*batch, n], got shape {tuple(theta.shape)}"
-        )
-    states = topk_states(theta.shape[-1], k, dtype=theta.dtype, device=theta.device)  # [M, n]
-    return states, theta @ states.T  # [M, n], [*batch, M]
-
-
-def topk_log_partition(theta: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact log-partition ``A(theta) = log sum_z exp(<theta, z>)`` over all k-subsets.
-
-    Differentiable: ``grad A(theta) = topk_marginals(theta, k)``.
-
-    Args:
-        theta: ``[*batch, n]`` scores.
-        k: subset size.
-
-    Returns:
-        ``[*batch]`` log-partition values.
-
-    Raises:
-        TypeError: ``theta`` is not a floating-point tensor.
-        ValueError: ``theta`` has no dims, a bad ``k``, or more than 1e6 states to enumerate.
-    """
-    _, logits = _state_logits(theta, k)
-    return torch.logsumexp(logits, dim=-1)
-
-
-def topk_marginals(theta: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact marginals ``mu_i = P(z_i = 1)`` of the k-subset family (they sum to ``k``).
-
-    Args:
-        theta: ``[*batch, n]`` scores.
-        k: subset size.
-
-    Returns:
-        ``[*batch, n]`` marginals, differentiable with respect to ``theta``.
-
-    Raises:
-        TypeError: ``theta`` is not a floating-point tensor.
-        ValueError: ``theta`` has no dims, a bad ``k``, or more than 1e6 states to enumerate.
-    """
-    states, logits = _state_logits(theta, k)
-    return torch.softmax(logits, dim=-1) @ states  # [*batch, n]

@@ -61,7 +61,7 @@ BAD: dict[str, list[tuple[str, str, str]]] = {
         ("--lr", "0", "expected > 0, got 0.0$"),
         ("--samples", "0", "expected >= 1, got 0$"),
         ("--eval-samples", "0", "expected >= 1, got 0$"),
-        ("--methods", "simple", "invalid choice: 'simple'"),
+        ("--methods", "reinforce", "invalid choice: 'reinforce'"),
         ("--temperature", "inf", "expected a finite number, got inf$"),
         ("--noise-terms", "0", "expected >= 1, got 0$"),
         ("--lam", "-2", "expected > 0, got -2.0$"),
@@ -171,6 +171,6 @@ SPOT_CHECKS = {
     "bench dvae": [
         "--items ITEMS items per block n (default: 20)",
         "use at most N train images (default: all)",
-        "methods to run (default: imle aimle imle_central ste relaxed_topk)",
+        "methods to run (default: imle aimle imle_central ste relaxed_topk simple)",
     ],
 }

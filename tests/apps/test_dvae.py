@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from imle_fn.apps.cli import main
-from imle_fn.apps.dvae import elbo as elbo_module
 from imle_fn.apps.dvae.data import (
     DATASETS,
     BinaryImages,
@@ -36,6 +35,7 @@ from imle_fn.apps.dvae.train import seed_streams
 from imle_fn.apps.timing import Timer
 from imle_fn.core.noise import sum_of_gamma
 from imle_fn.estimators.implicit_mle import imle
+from imle_fn.estimators.simple_estimator import simple
 from imle_fn.solvers.topk import TopK, topk_map
 from tests.naive import naive_ksubset_kl_uniform
 
@@ -146,18 +146,6 @@ def test_kl_is_zero_at_uniform_and_maximal_for_a_point_mass() -> None:
     torch.testing.assert_close(kl_to_uniform(peaked, 3), torch.tensor([math.log(20.0)]).double())
 
 
-def test_chunked_kl_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    eta = torch.randn(7, 3, 8, dtype=torch.float64, requires_grad=True)
-    whole = kl_to_uniform(eta, 4)
-    (g_whole,) = torch.autograd.grad(whole.sum(), eta)
-    monkeypatch.setattr(elbo_module, "library_enumerates", lambda: True)
-    monkeypatch.setattr(elbo_module, "CHUNK_ELEMENTS", 3 * 70)  # 3 rows of C(8, 4) = 70 states
-    chunked = kl_to_uniform(eta, 4)
-    (g_chunked,) = torch.autograd.grad(chunked.sum(), eta)
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-12)
-    torch.testing.assert_close(g_chunked, g_whole, rtol=0, atol=1e-12)
-
-
 def test_kl_and_log_comb_reject_bad_input() -> None:
     assert log_comb(20, 10) == pytest.approx(math.log(math.comb(20, 10)))
     assert log_comb(5, 0) == 0.0
@@ -244,6 +232,20 @@ def test_imle_method_is_the_library_call_with_the_papers_settings() -> None:
     assert theta.grad is not None and torch.equal(theta.grad, t2.grad)  # type: ignore[arg-type]
 
 
+def test_simple_method_is_the_library_call_on_theta_over_tau() -> None:
+    settings = MethodSettings(k=3, samples=2)
+    theta = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(13), requires_grad=True)
+    z = make_method("simple", settings, Timer()).sample(theta, torch.Generator().manual_seed(14))
+    uniforms = torch.rand((2, 2, 4, 6), generator=torch.Generator().manual_seed(14))
+    t2 = theta.detach().clone().requires_grad_()
+    z2 = simple(t2 / 10.0, uniforms, 3)  # exact samples of q = p(.; theta / tau), tau = 10
+    assert torch.equal(z, z2)
+    dz = torch.randn(z.shape, generator=torch.Generator().manual_seed(15))
+    (z * dz).sum().backward()
+    (z2 * dz).sum().backward()
+    assert theta.grad is not None and torch.equal(theta.grad, t2.grad)  # type: ignore[arg-type]
+
+
 def test_aimle_method_adapts_beta() -> None:
     method = make_method("aimle", MethodSettings(k=2, aimle_beta=1.0, aimle_step=0.25), Timer())
     assert isinstance(method, AdaptiveIMLE)
@@ -265,7 +267,7 @@ def test_method_settings_and_registry_reject_bad_values() -> None:
     with pytest.raises(ValueError, match="temperature"):
         MethodSettings(k=2, temperature=0.0)
     with pytest.raises(ValueError, match="method"):
-        make_method("simple", MethodSettings(k=2), Timer())
+        make_method("reinforce", MethodSettings(k=2), Timer())
 
 
 # ----------------------------------------------------------------------------- model, seeds
@@ -374,7 +376,7 @@ def test_a_registered_data_set_runs_through_the_same_command(
         (["--seeds", "0"], "argument --seeds"),
         (["--lr", "-1"], "argument --lr: expected > 0"),
         (["--epochs", "1.5"], "argument --epochs: invalid int value"),
-        (["--methods", "simple"], "argument --methods: invalid choice"),
+        (["--methods", "reinforce"], "argument --methods: invalid choice"),
         (["--binarize", "otsu"], "argument --binarize: invalid choice"),
     ],
 )

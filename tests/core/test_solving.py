@@ -159,13 +159,37 @@ def test_opcheck_map_solve(argmax_solver: CountingArgmax) -> None:
 
 def test_opcheck_estimate(topk_solver: TorchTopK) -> None:
     from imle_fn.core.solving import solver_key
+    from imle_fn.core.wiring import _pack
     from imle_fn.estimators.implicit_mle import IMLE
 
     handle, event_ndim = solver_key(topk_solver, None)
     estimator = IMLE(lam=0.5)
+    flags, hyper = _pack(estimator)  # the float fields as a [4] float64 tensor
+    assert hyper.tolist() == [0.5, 1.0, 1.0, 1.0] and flags == [1.0]
     theta = torch.randn(5, 4, 6).permute(1, 0, 2).requires_grad_()
     noise = torch.randn(3, 4, 5, 6)
     torch.library.opcheck(
         torch.ops.imle_fn.estimate.default,
-        (theta, noise, estimator.name, estimator.params(), handle, event_ndim),
+        (theta, noise, estimator.name, flags, hyper, handle, event_ndim),
     )
+
+
+def test_opcheck_estimate_vjp(topk_solver: TorchTopK) -> None:
+    """The compiled backward's op: schema, fake and static AOT dispatch."""
+    from imle_fn.core.solving import solver_key
+    from imle_fn.core.wiring import _pack
+    from imle_fn.estimators.adaptive import AIMLE
+
+    handle, event_ndim = solver_key(topk_solver, None)
+    flags, hyper = _pack(AIMLE(beta=0.5))
+    theta = torch.randn(4, 6)
+    noise = torch.randn(3, 4, 6)
+    out = torch.ops.imle_fn.estimate(theta, noise, "aimle", flags, hyper, handle, event_ndim)[0]
+    dout = torch.randn(3, 4, 6)
+    residual = torch.empty(0)
+    for state in (None, torch.tensor([0.5, 1.0])):
+        torch.library.opcheck(
+            torch.ops.imle_fn.estimate_vjp.default,
+            (dout, theta, noise, out, residual, "aimle", flags, hyper, handle, event_ndim, state),
+            test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+        )

@@ -1,8 +1,10 @@
-"""`imle_fn.solvers.topk`: the TopK solver (= sorting, deterministic ties, vmappable) and the exact k-subset family."""
+"""`imle_fn.solvers.topk`: the TopK solver (= sorting, deterministic ties, vmappable); I-MLE through it.
+
+The exact k-subset family (log-partition, marginals, samples) is tested in tests/estimators/.
+"""
 
 from __future__ import annotations
 
-import itertools
 import math
 import pickle
 
@@ -17,8 +19,8 @@ from imle_fn.core.noise import sum_of_gamma
 from imle_fn.core.solving import map_solve
 from imle_fn.estimators.central import imle_central
 from imle_fn.estimators.implicit_mle import imle
-from imle_fn.solvers.topk import TopK, topk_log_partition, topk_map, topk_marginals, topk_states
-from tests.naive import naive_topk
+from imle_fn.solvers.topk import TopK, topk_map
+from tests.naive import k_subset_states, naive_topk
 
 
 @settings(max_examples=60, deadline=None)
@@ -58,39 +60,6 @@ def test_bad_k() -> None:
         map_solve(torch.zeros(2, 3), TopK(4))
 
 
-def test_states_enumerate_every_k_subset_once() -> None:
-    states = topk_states(7, 3, dtype=torch.float64)
-    assert states.shape == (math.comb(7, 3), 7)
-    assert torch.equal(states.sum(-1), torch.full((35,), 3.0, dtype=torch.float64))
-    assert len({tuple(row) for row in states.tolist()}) == 35
-    with pytest.raises(ValueError, match="states"):
-        topk_states(40, 20)
-
-
-def test_marginals_sum_to_k_and_match_naive_enumeration() -> None:
-    theta = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    mu = topk_marginals(theta, 2)
-    torch.testing.assert_close(mu.sum(-1), torch.full((3,), 2.0, dtype=torch.float64))
-    for b in range(3):
-        weights = {
-            s: math.exp(sum(theta[b, i].item() for i in s))
-            for s in itertools.combinations(range(6), 2)
-        }
-        total = sum(weights.values())
-        naive = [sum(w for s, w in weights.items() if i in s) / total for i in range(6)]
-        torch.testing.assert_close(mu[b], torch.tensor(naive, dtype=torch.float64))
-        torch.testing.assert_close(
-            topk_log_partition(theta[b], 2), torch.tensor(math.log(total), dtype=torch.float64)
-        )
-
-
-def test_marginals_are_the_gradient_of_the_log_partition_and_k1_is_softmax() -> None:
-    theta = torch.randn(5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    grad = torch.func.grad(lambda t: topk_log_partition(t, 3))(theta)
-    torch.testing.assert_close(grad, topk_marginals(theta, 3))
-    torch.testing.assert_close(topk_marginals(theta, 1), torch.softmax(theta, -1))
-
-
 def test_imle_gradient_is_a_descent_direction_of_the_exact_loss_on_10_choose_5() -> None:
     """I-MLE (SoG noise, k = 5, lam = 2) against the exact L(theta) = E_z ||z - b||^2 (252 states).
 
@@ -98,7 +67,7 @@ def test_imle_gradient_is_a_descent_direction_of_the_exact_loss_on_10_choose_5()
     large), so the check is the sign: a positive cosine with the exact gradient and a small step
     against the estimate lowering the exact loss, on every one of five seeded problems.
     """
-    states = topk_states(10, 5, dtype=torch.float64)
+    states = k_subset_states(10, 5, dtype=torch.float64)
     for seed in range(5):
         gen = torch.Generator().manual_seed(seed)
         theta = torch.randn(10, generator=gen, dtype=torch.float64)

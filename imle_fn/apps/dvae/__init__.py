@@ -1,6 +1,6 @@
 """``imle-fn bench dvae``: a discrete VAE whose latent code is made of k-subsets, trained with each
-gradient estimator through the same model (`imle`, `aimle`, `imle_central`, `ste`) and with the
-classic continuous relaxation (`relaxed_topk`).
+gradient estimator through the same model (`imle`, `aimle`, `imle_central`, `ste`, `simple`) and
+with the classic continuous relaxation (`relaxed_topk`).
 
 The set-up (defaults) follows the I-MLE paper's DVAE (Niepert, Minervini, Franceschi, NeurIPS 2021,
 arXiv:2106.01798; its notebook nec-research/tf-imle ``DVAE/discrete-VAE-experiments-neurips.ipynb``)

@@ -7,12 +7,8 @@ the prior is uniform over the ``C(n, k)`` subsets. Then, exactly,
     KL(q || uniform) = sum_z q(z) (log q(z) + log C(n, k)) = <eta, mu(eta)> - A(eta) + log C(n, k),
 
 with ``mu = E_q[z]`` the marginals. `kl_to_uniform` computes it with the library's exact k-subset
-functions `imle_fn.topk_marginals` and `imle_fn.topk_log_partition`, and is differentiable through
-them. On main today those two enumerate all ``C(n, k)`` states, which is fast for small blocks and slow
-for the papers' ``n = 20, k = 10`` (184,756 states): rows are then processed in chunks under
-activation checkpointing so memory stays bounded. An O(n k) dynamic programme under the same names is
-on its way (SIMPLE, issue 13); once it lands this module needs no change (`library_enumerates` then
-reports False and the chunking switches itself off).
+functions `imle_fn.topk_marginals` and `imle_fn.topk_log_partition` (a log-space dynamic programme in
+O(n k), `imle_fn.estimators.k_subset`), and is differentiable through them.
 
 The negative ELBO of an image ``x`` with code parameters ``eta`` (``[m, n]``, ``m`` blocks) is
 
@@ -23,20 +19,15 @@ in nats; the reconstruction term is estimated with sampled codes (`bernoulli_nll
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from imle_fn.core.checks import check_int
-from imle_fn.solvers.topk import topk_log_partition, topk_marginals
+from imle_fn.estimators.k_subset import topk_log_partition, topk_marginals
 
-__all__ = ["bernoulli_nll", "kl_to_uniform", "library_enumerates", "log_comb"]
-
-# Rows x states per chunk when the library enumerates (float32: 32 MiB per intermediate).
-CHUNK_ELEMENTS = 1 << 23
+__all__ = ["bernoulli_nll", "kl_to_uniform", "log_comb"]
 
 
 def log_comb(n: int, k: int) -> float:
@@ -49,16 +40,6 @@ def log_comb(n: int, k: int) -> float:
     n = check_int("n", n, minimum=0)
     k = check_int("k", k, minimum=0, maximum=n)
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-
-@functools.cache
-def library_enumerates() -> bool:
-    """True while `imle_fn.topk_log_partition` enumerates states (it refuses C(64, 32) of them)."""
-    try:
-        topk_log_partition(torch.zeros(1, 64), 32)
-    except ValueError:
-        return True
-    return False
 
 
 def _kl_rows(eta: torch.Tensor, k: int) -> torch.Tensor:
@@ -96,20 +77,7 @@ def kl_to_uniform(eta: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"eta: expected at least 1 dim [*batch, n], got shape {tuple(eta.shape)}")
     n = eta.shape[-1]
     k = check_int("k", k, minimum=0, maximum=n)
-    rows = eta.reshape(-1, n)  # [R, n]
-    if rows.shape[0] == 0:
-        return eta.new_zeros(eta.shape[:-1])
-    states = math.comb(n, k)
-    if not library_enumerates() or rows.shape[0] * states <= CHUNK_ELEMENTS:
-        return _kl_rows(rows, k).reshape(eta.shape[:-1])
-    per_chunk = max(1, CHUNK_ELEMENTS // states)
-    parts = [
-        checkpoint(_kl_rows, chunk, k, use_reentrant=False)
-        if chunk.requires_grad
-        else _kl_rows(chunk, k)
-        for chunk in rows.split(per_chunk)
-    ]
-    return torch.cat(parts).reshape(eta.shape[:-1])
+    return _kl_rows(eta.reshape(eta.shape[:-1].numel(), n), k).reshape(eta.shape[:-1])
 
 
 def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """How each method turns the encoder's scores into latent codes that gradients flow through.
 
-Every method sees the same model, the same exact KL and the same noise: Sum-of-Gamma noise
+Every method sees the same model, the same exact KL and (but SIMPLE) the same noise: Sum-of-Gamma noise
 ``eps ~ SoG(k, num_terms)`` (`imle_fn.sum_of_gamma` with ``k`` = the subset size), scaled by the noise
 temperature ``tau``, and `imle_fn.TopK` as the MAP solver. With scores ``theta`` the variational law of
 a block is the k-subset family ``q(z) = p(z; theta / tau)``, which perturb-and-MAP
@@ -24,9 +24,10 @@ and in how the gradient reaches ``theta``:
   the other methods. Xie & Ermon perturb with Gumbel noise; here the same SoG noise as every other
   method is used, so that only the gradient path differs.
 
-SIMPLE (Ahmed et al., ICLR 2023: exact k-subset samples, gradient of the exact marginals) becomes one
-more entry of `METHODS` once ``imle_fn.simple`` is on main (issue 13): a `LatentMethod` subclass whose
-`sample` returns ``imle_fn.simple`` codes of ``theta / tau`` (a few lines, like `StraightThrough`).
+* ``simple``: `imle_fn.simple` (SIMPLE, Ahmed et al., ICLR 2023, arXiv:2210.01941) on ``theta / tau``:
+  the training codes are EXACT samples of ``q = p(.; theta / tau)`` (drawn from uniforms, not from the
+  SoG noise: SIMPLE samples the law itself), and the gradient is that of the exact marginals,
+  ``J_mu^T dz``, through ``theta / tau``. No solver in training.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from imle_fn.core.solving import map_solve
 from imle_fn.estimators.adaptive import aimle, aimle_state, aimle_update
 from imle_fn.estimators.central import imle_central
 from imle_fn.estimators.implicit_mle import imle
+from imle_fn.estimators.simple_estimator import simple
 from imle_fn.estimators.straight_through import ste
 from imle_fn.solvers.topk import TopK
 
@@ -55,6 +57,7 @@ __all__ = [
     "LatentMethod",
     "MethodSettings",
     "RelaxedTopK",
+    "Simple",
     "StraightThrough",
     "make_method",
     "perturb_and_map",
@@ -261,10 +264,23 @@ class RelaxedTopK(LatentMethod):
         return relaxed_topk(scores, self.settings.k, self.settings.relax_temperature)
 
 
-# The registry: the command's --methods choices, in this order. SIMPLE joins here once
-# ``imle_fn.simple`` lands on main (see the module docstring).
+class Simple(LatentMethod):
+    """``simple``: see the module docstring."""
+
+    name = "simple"
+
+    def sample(self, theta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with self.timer("noise"):
+            uniforms = torch.rand(
+                (self.settings.samples, *theta.shape), generator=generator, dtype=theta.dtype
+            )
+        return simple(theta / self.temperature, uniforms, self.settings.k)
+
+
+# The registry: the command's --methods choices, in this order.
 METHODS: dict[str, type[LatentMethod]] = {
-    cls.name: cls for cls in (ImplicitMLE, AdaptiveIMLE, CentralIMLE, StraightThrough, RelaxedTopK)
+    cls.name: cls
+    for cls in (ImplicitMLE, AdaptiveIMLE, CentralIMLE, StraightThrough, RelaxedTopK, Simple)
 }
 
 
