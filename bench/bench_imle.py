@@ -101,7 +101,9 @@ def test_imle_forward_backward(
 
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_raw_solver_twice(benchmark: BenchmarkFixture, case: tuple[int, int, int], pool: str) -> None:
+def test_raw_solver_twice(
+    benchmark: BenchmarkFixture, case: tuple[int, int, int], pool: str
+) -> None:
     theta, noise, dz = _inputs(*case)
     b, s, h = case
     x = (theta + noise).reshape(b * s, h, h).numpy()
@@ -119,7 +121,9 @@ def test_raw_solver_twice(benchmark: BenchmarkFixture, case: tuple[int, int, int
 
 @pytest.mark.parametrize("pool", POOLS)
 @pytest.mark.parametrize("case", CASES[1:], ids=CASE_IDS[1:])
-def test_raw_after_torch_op(benchmark: BenchmarkFixture, case: tuple[int, int, int], pool: str) -> None:
+def test_raw_after_torch_op(
+    benchmark: BenchmarkFixture, case: tuple[int, int, int], pool: str
+) -> None:
     """The two raw calls, each right after one element-wise torch op of imle's size."""
     theta, noise, dz = _inputs(*case)
     b, s, h = case
@@ -157,7 +161,9 @@ def table(paths: list[Path]) -> str:
     ]
     for case in CASE_IDS:
         for pool in POOLS:
-            raw, after, step = (m.get((case, pool, kind)) for kind in ("raw", "raw_after_op", "imle"))
+            raw, after, step = (
+                m.get((case, pool, kind)) for kind in ("raw", "raw_after_op", "imle")
+            )
             if raw is None or step is None:
                 continue
             ratio = f"+{fmt(step - raw)}" if case == CASE_IDS[0] else f"{step / raw:.2f}x"

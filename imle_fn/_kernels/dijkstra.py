@@ -76,7 +76,7 @@ import functools
 
 import numba
 import numpy as np
-from numba import carray, cfunc, njit, prange, types
+from numba import carray, njit, prange
 
 from imle_fn._kernels import parallel
 
@@ -601,7 +601,7 @@ def _pool_worker(dtype: str) -> int:
     """Address of the compiled chunk worker for ``dtype`` grids (compiled, or loaded from Numba's
     cache, on first use)."""
     body = {"float64": _pool_worker_float64, "float32": _pool_worker_float32}[dtype]
-    return int(cfunc(types.void(types.voidptr), cache=True, nopython=True)(body).address)
+    return parallel.compile_worker(body)
 
 
 def solve(

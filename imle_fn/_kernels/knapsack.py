@@ -28,7 +28,7 @@ import functools
 
 import numba
 import numpy as np
-from numba import carray, cfunc, njit, prange, types
+from numba import carray, njit, prange
 
 from imle_fn._kernels import parallel
 
@@ -109,7 +109,7 @@ _POOL_DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int64))
 
 @functools.cache
 def _pool_worker_address() -> int:
-    return int(cfunc(types.void(types.voidptr), cache=True, nopython=True)(_pool_worker).address)
+    return parallel.compile_worker(_pool_worker)
 
 
 def solve(theta: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:

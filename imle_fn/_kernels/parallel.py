@@ -47,11 +47,12 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import cfunc, types
 from numba.core.extending import intrinsic
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "BLOCK_NEXT",
     "BLOCK_NUM_CHUNKS",
     "as_voidptr",
+    "compile_worker",
     "fetch_add",
     "new_block",
     "parallel_guard",
@@ -108,7 +110,7 @@ class _Pool:
 
     __slots__ = ("gomp_parallel", "library", "num_threads", "pid")
 
-    def __init__(self, library: str, gomp_parallel: object, num_threads: Callable[[], int]) -> None:
+    def __init__(self, library: str, gomp_parallel: Any, num_threads: Callable[[], int]) -> None:
         self.library = library
         self.gomp_parallel = gomp_parallel
         self.num_threads = num_threads
@@ -203,7 +205,7 @@ def _numba_threads() -> int:
     if not _NUMBA_LAUNCHED:
         _NUMBA_LAUNCHED = running_layer() is not None
         if not _NUMBA_LAUNCHED:
-            return int(numba.config.NUMBA_NUM_THREADS)
+            return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     return int(numba.get_num_threads())
 
 
@@ -256,8 +258,7 @@ def run_on_pool(worker: int, block: np.ndarray, threads: int) -> None:
 # Building blocks of chunk workers (usable in njit and cfunc code, cacheable).
 
 
-@intrinsic
-def as_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
+def _as_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
     """``void *`` of an integer address (an array's ``ctypes.data``)."""
     if not isinstance(address, types.Integer):
         return None
@@ -269,8 +270,7 @@ def as_voidptr(typingctx, address):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
-@intrinsic
-def fetch_add(typingctx, array, index):  # type: ignore[no-untyped-def]
+def _fetch_add(typingctx, array, index):  # type: ignore[no-untyped-def]
     """Atomically add 1 to ``array[index]`` (a 1-d int64 array), returning the previous value."""
     if not (
         isinstance(array, types.Array)
@@ -288,6 +288,21 @@ def fetch_add(typingctx, array, index):  # type: ignore[no-untyped-def]
         return builder.atomic_rmw("add", ptr, ir.Constant(ir.IntType(64), 1), "seq_cst")
 
     return sig, codegen
+
+
+# Typed as Any: Numba intrinsics are called inside compiled code with the typing context bound.
+as_voidptr: Any = intrinsic(_as_voidptr)
+fetch_add: Any = intrinsic(_fetch_add)
+
+
+def compile_worker(body: Callable[..., None]) -> int:
+    """Compile ``body(data: void*)`` as a ``cfunc`` chunk worker (cached on disk like the
+    kernels) and return its address for `run_on_pool`."""
+    worker = cfunc(types.void(types.voidptr), cache=True)(body)
+    address = worker.address
+    if not isinstance(address, int):
+        raise RuntimeError(f"parallel kernel: Numba gave no address for {body.__name__}")
+    return address
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from numba import carray, cfunc, njit, prange, types
+from numba import carray, njit, prange
 
 from imle_fn._kernels import parallel
 
@@ -270,7 +270,7 @@ def _pool_worker(data):  # type: ignore[no-untyped-def]
 
 @functools.cache
 def _pool_worker_address() -> int:
-    return int(cfunc(types.void(types.voidptr), cache=True, nopython=True)(_pool_worker).address)
+    return parallel.compile_worker(_pool_worker)
 
 
 def run_sum_of_gamma(k: np.ndarray, seeds: np.ndarray, inv_i: np.ndarray, out: np.ndarray) -> None:

@@ -24,6 +24,7 @@ from imle_fn.core.contract import FunctionSolver, Solver
 
 __all__ = ["call_solver"]
 
+
 def share_torch_thread_pool() -> bool:
     """Let the Numba kernels run their parallel chunks on torch's intra-op OpenMP team, with
     ``torch.get_num_threads()`` threads (capped by Numba's). Done once, on import.
@@ -79,7 +80,9 @@ def _call_numpy_solver(
     Reshapes are NumPy's (cheaper than torch ops at this size)."""
     host = theta.detach()
     if host.dtype not in _NUMPY_SAFE or not host.is_cpu:
-        host = host.to(device="cpu", dtype=host.dtype if host.dtype in _NUMPY_SAFE else torch.float32)
+        host = host.to(
+            device="cpu", dtype=host.dtype if host.dtype in _NUMPY_SAFE else torch.float32
+        )
     # A view (reshape always makes a new array object), zero-copy where possible, but read-only:
     # a solver that writes into its input gets an error from NumPy instead of silently changing
     # the caller's theta.

@@ -681,7 +681,7 @@ def check_estimator_inputs(theta: object, noise: object) -> None:
     if noise.requires_grad:
         raise ValueError("noise: must not require grad (noise is data; I-MLE gives it no gradient)")
     ns = max(noise.ndim - theta.ndim, 0)
-    shape = noise.shape[ns:]
+    shape: torch.Size | None = noise.shape[ns:]
     if shape != theta.shape:  # equal shapes broadcast trivially (torch's check costs ~15 us)
         try:
             shape = torch.broadcast_shapes(shape, theta.shape)

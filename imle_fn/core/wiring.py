@@ -451,7 +451,7 @@ class _Estimate(torch.autograd.Function):
         if kwargs or len(args) != 5 or torch._C._are_functorch_transforms_active():
             return super().apply(*args, **kwargs)
         args = _unwrap_dead_wrappers(args)
-        return super(torch.autograd.Function, cls).apply(*args)  # the C++ apply
+        return super(torch.autograd.Function, cls).apply(*args)  # type: ignore[misc]  # C++ apply
 
     @staticmethod
     def forward(

@@ -276,7 +276,7 @@ def test_pool_reports_a_chunk_that_did_not_finish() -> None:
 
     worker = cfunc(types.void(types.voidptr))(lazy)
     with pytest.raises(RuntimeError, match="chunks finished"):
-        parallel.run_on_pool(worker.address, parallel.new_block(4), 2)
+        parallel.run_on_pool(int(worker.address or 0), parallel.new_block(4), 2)
 
 
 @needs_pool
@@ -297,5 +297,5 @@ def test_pool_claims_every_chunk_once() -> None:
     worker = cfunc(types.void(types.voidptr))(count)
     for threads in (2, 3):
         block = parallel.new_block(20_000, *([0] * 20_000))
-        parallel.run_on_pool(worker.address, block, threads)
+        parallel.run_on_pool(int(worker.address or 0), block, threads)
         assert (block[parallel.BLOCK_HEADER :] == 1).all()
