@@ -63,16 +63,20 @@ Status codes written per instance (the Python layer turns them into errors): `OK
 `NEG_INF`, `NEGATIVE` (a negative cost while not clamping), `UNREACHABLE` (no finite-cost path),
 `INTERNAL` (the path trace found no predecessor: a broken invariant, reported instead of a hang).
 
-Threading: the batch is one ``prange`` over chunks (one chunk per thread); each chunk allocates its
-workspaces once and solves its instances one after another. `solve` calls the parallel kernel only
-as `imle_fn._kernels.parallel` allows for the Numba threading layer in use (thread and fork safety).
+Threading: the batch is split into chunks (one per thread); each chunk allocates its workspaces
+once and solves its instances one after another. `solve` runs the chunks on the host's OpenMP
+team where one is registered (a ``cfunc`` worker, `imle_fn._kernels.parallel`: no second thread
+pool next to torch's), else as one Numba ``prange`` where the threading layer in use allows it
+(thread and fork safety), else serially. The paths are the same whichever way.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
 from imle_fn._kernels import parallel
 
@@ -543,6 +547,63 @@ def _solve_parallel(  # type: ignore[no-untyped-def]
         _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, heuristic, heap_only, out, status)
 
 
+@njit(cache=True, nogil=True)
+def _pool_chunks(block, costs, out, status):  # type: ignore[no-untyped-def]
+    """The chunk loop of a pool worker: claim chunks of the batch until none is left."""
+    B = costs.shape[0]
+    n = block[parallel.BLOCK_NUM_CHUNKS]
+    h = parallel.BLOCK_HEADER + 6
+    sr, sc, tr, tc = block[h], block[h + 1], block[h + 2], block[h + 3]
+    eight, clamp = block[h + 4] != 0, block[h + 5] != 0
+    heuristic, heap_only = block[h + 6] != 0, block[h + 7] != 0
+    while True:
+        k = parallel.fetch_add(block, parallel.BLOCK_NEXT)
+        if k >= n:
+            break
+        lo = k * B // n
+        hi = (k + 1) * B // n
+        _solve_range(costs, lo, hi, sr, sc, tr, tc, eight, clamp, heuristic, heap_only, out, status)
+        parallel.fetch_add(block, parallel.BLOCK_DONE)
+
+
+_BLOCK_SIZE = parallel.BLOCK_HEADER + 14
+
+MIN_PARALLEL_CELLS = 4096
+"""Batches with fewer cells in all (B * H * W) are solved serially: about 0.15-0.2 ms of work on
+one thread (37-49 ns a cell), where waking a second thread and joining it would eat most of the
+gain (tens of microseconds when the worker sleeps)."""
+
+
+def _pool_worker_float64(data):  # type: ignore[no-untyped-def]
+    """cfunc body: the argument block at ``data`` -> `_pool_chunks` on float64 grids."""
+    block = carray(data, (_BLOCK_SIZE,), np.int64)
+    h = parallel.BLOCK_HEADER
+    shape = (block[h], block[h + 1], block[h + 2])
+    costs = carray(parallel.as_voidptr(block[h + 3]), shape, np.float64)
+    out = carray(parallel.as_voidptr(block[h + 4]), shape, np.float64)
+    status = carray(parallel.as_voidptr(block[h + 5]), (block[h],), np.int8)
+    _pool_chunks(block, costs, out, status)
+
+
+def _pool_worker_float32(data):  # type: ignore[no-untyped-def]
+    """cfunc body: the argument block at ``data`` -> `_pool_chunks` on float32 grids."""
+    block = carray(data, (_BLOCK_SIZE,), np.int64)
+    h = parallel.BLOCK_HEADER
+    shape = (block[h], block[h + 1], block[h + 2])
+    costs = carray(parallel.as_voidptr(block[h + 3]), shape, np.float32)
+    out = carray(parallel.as_voidptr(block[h + 4]), shape, np.float32)
+    status = carray(parallel.as_voidptr(block[h + 5]), (block[h],), np.int8)
+    _pool_chunks(block, costs, out, status)
+
+
+@functools.cache
+def _pool_worker(dtype: str) -> int:
+    """Address of the compiled chunk worker for ``dtype`` grids (compiled, or loaded from Numba's
+    cache, on first use)."""
+    body = {"float64": _pool_worker_float64, "float32": _pool_worker_float32}[dtype]
+    return parallel.compile_worker(body)
+
+
 def solve(
     costs: np.ndarray,
     source: tuple[int, int],
@@ -580,8 +641,22 @@ def solve(
     sr, sc = source
     tr, tc = target
     heap_only = queue == "heap"
-    threads = 1
-    if B > 1 and parallel.parallel_is_safe():
+    _, H, W = costs.shape
+    threads = 1 if B * H * W < MIN_PARALLEL_CELLS else parallel.pool_threads(B)
+    if (
+        threads > 1
+        and costs.dtype == out.dtype
+        and costs.dtype.name in ("float32", "float64")
+        and costs.flags.c_contiguous
+        and out.flags.c_contiguous
+    ):
+        block = parallel.new_block(
+            threads, B, H, W, costs.ctypes.data, out.ctypes.data, status.ctypes.data,
+            sr, sc, tr, tc, eight, clamp, heuristic, heap_only,
+        )  # fmt: skip
+        parallel.run_on_pool(_pool_worker(costs.dtype.name), block, threads)
+        return status
+    if threads == 0 and B > 1 and parallel.parallel_is_safe():
         threads = min(B, numba.get_num_threads())
     if threads <= 1:
         _solve_range(costs, 0, B, sr, sc, tr, tc, eight, clamp, heuristic, heap_only, out, status)

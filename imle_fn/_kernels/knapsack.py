@@ -16,15 +16,19 @@ the last item to the first, its indicator is the lexicographically smallest (an 
 never taken; of two interchangeable items, the lower index is taken). Time ``O(n C)``, memory
 ``O(n C)`` bytes per thread.
 
-Threading: one ``prange`` over chunks of the batch, one chunk per thread, each with its own
-tables; `solve` calls the parallel kernel only as `imle_fn._kernels.parallel` allows.
+Threading: the batch is split into chunks, one per thread, each with its own tables; `solve` runs
+them on the host's OpenMP team where one is registered, else as one Numba ``prange`` where the
+threading layer allows it, else serially (`imle_fn._kernels.parallel`). The selections are the
+same whichever way.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
 from imle_fn._kernels import parallel
 
@@ -75,6 +79,39 @@ def _solve_parallel(theta, weights, capacity, num_chunks, out):  # type: ignore[
         _solve_range(theta, weights, capacity, lo, hi, out)
 
 
+@njit(cache=True, nogil=True)
+def _pool_chunks(block, theta, weights, capacity, out):  # type: ignore[no-untyped-def]
+    """The chunk loop of a pool worker: claim chunks of the batch until none is left."""
+    N = theta.shape[0]
+    n = block[parallel.BLOCK_NUM_CHUNKS]
+    while True:
+        k = parallel.fetch_add(block, parallel.BLOCK_NEXT)
+        if k >= n:
+            break
+        _solve_range(theta, weights, capacity, k * N // n, (k + 1) * N // n, out)
+        parallel.fetch_add(block, parallel.BLOCK_DONE)
+
+
+def _pool_worker(data):  # type: ignore[no-untyped-def]
+    """cfunc body: the argument block at ``data`` -> `_pool_chunks`."""
+    h = parallel.BLOCK_HEADER
+    block = carray(data, (h + 7,), np.int64)
+    N, n, B = block[h], block[h + 1], block[h + 2]
+    theta = carray(parallel.as_voidptr(block[h + 3]), (N, n), np.float64)
+    weights = carray(parallel.as_voidptr(block[h + 4]), (B, n), np.int64)
+    capacity = carray(parallel.as_voidptr(block[h + 5]), (N,), np.int64)
+    out = carray(parallel.as_voidptr(block[h + 6]), (N, n), np.float64)
+    _pool_chunks(block, theta, weights, capacity, out)
+
+
+_POOL_DTYPES = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int64))
+
+
+@functools.cache
+def _pool_worker_address() -> int:
+    return parallel.compile_worker(_pool_worker)
+
+
 def solve(theta: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     """Exact 0/1 knapsack selections of a batch.
 
@@ -93,8 +130,19 @@ def solve(theta: np.ndarray, weights: np.ndarray, capacity: np.ndarray) -> np.nd
     out = np.zeros(theta.shape, dtype=np.float64)
     if N == 0 or theta.shape[1] == 0:
         return out
-    threads = 1
-    if N > 1 and parallel.parallel_is_safe():
+    threads = parallel.pool_threads(N)
+    if (
+        threads > 1
+        and (theta.dtype, weights.dtype, capacity.dtype) == _POOL_DTYPES
+        and all(a.flags.c_contiguous for a in (theta, weights, capacity))
+    ):
+        block = parallel.new_block(
+            threads, N, theta.shape[1], weights.shape[0],
+            theta.ctypes.data, weights.ctypes.data, capacity.ctypes.data, out.ctypes.data,
+        )  # fmt: skip
+        parallel.run_on_pool(_pool_worker_address(), block, threads)
+        return out
+    if threads == 0 and N > 1 and parallel.parallel_is_safe():
         threads = min(N, numba.get_num_threads())
     if threads <= 1:
         _solve_range(theta, weights, capacity, 0, N, out)

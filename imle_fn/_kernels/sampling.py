@@ -14,13 +14,16 @@ variates use 256-layer ziggurats (Marsaglia and Tsang, J. Stat. Softw. 5(8), 200
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange
 
-__all__ = ["BLOCK", "sum_of_gamma_blocks", "sum_of_gamma_parallel"]
+from imle_fn._kernels import parallel
+
+__all__ = ["BLOCK", "run_sum_of_gamma", "sum_of_gamma_blocks", "sum_of_gamma_parallel"]
 
 BLOCK = 64
 """Output elements per seed; part of the sampler's definition (changing it changes the samples)."""
@@ -239,3 +242,58 @@ def sum_of_gamma_parallel(
     """`sum_of_gamma_blocks` over all blocks, the blocks spread over Numba's threads."""
     for b in prange(seeds.size):
         sum_of_gamma_blocks(k, seeds, inv_i, out, b, b + 1)
+
+
+@njit(cache=True, nogil=True)
+def _pool_chunks(block, k, seeds, inv_i, out):  # type: ignore[no-untyped-def]
+    """The chunk loop of a pool worker: claim chunks of blocks until none is left."""
+    n = block[parallel.BLOCK_NUM_CHUNKS]
+    num_blocks = seeds.size
+    while True:
+        c = parallel.fetch_add(block, parallel.BLOCK_NEXT)
+        if c >= n:
+            break
+        sum_of_gamma_blocks(k, seeds, inv_i, out, c * num_blocks // n, (c + 1) * num_blocks // n)
+        parallel.fetch_add(block, parallel.BLOCK_DONE)
+
+
+def _pool_worker(data):  # type: ignore[no-untyped-def]
+    """cfunc body: the argument block at ``data`` -> `_pool_chunks`."""
+    h = parallel.BLOCK_HEADER
+    block = carray(data, (h + 8,), np.int64)
+    k = carray(parallel.as_voidptr(block[h]), (block[h + 1],), np.float64)
+    seeds = carray(parallel.as_voidptr(block[h + 2]), (block[h + 3],), np.uint64)
+    inv_i = carray(parallel.as_voidptr(block[h + 4]), (block[h + 5],), np.float64)
+    out = carray(parallel.as_voidptr(block[h + 6]), (block[h + 7],), np.float64)
+    _pool_chunks(block, k, seeds, inv_i, out)
+
+
+@functools.cache
+def _pool_worker_address() -> int:
+    return parallel.compile_worker(_pool_worker)
+
+
+def run_sum_of_gamma(k: np.ndarray, seeds: np.ndarray, inv_i: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out`` (all blocks of `sum_of_gamma_blocks`), in parallel where allowed.
+
+    On the host's OpenMP team where one is registered, else as Numba's parallel kernel where the
+    threading layer allows it (`imle_fn._kernels.parallel`), else serially. The blocks and their
+    seeds are the same either way, so the samples are too.
+
+    Args:
+        k, seeds, inv_i, out: as `sum_of_gamma_blocks` (C-contiguous, ``out`` writable).
+    """
+    num_blocks = seeds.size
+    threads = parallel.pool_threads(num_blocks)
+    if threads > 1:
+        block = parallel.new_block(
+            min(num_blocks, 8 * threads),  # chunks of blocks, claimed one by one
+            k.ctypes.data, k.size, seeds.ctypes.data, num_blocks,
+            inv_i.ctypes.data, inv_i.size, out.ctypes.data, out.size,
+        )  # fmt: skip
+        parallel.run_on_pool(_pool_worker_address(), block, threads)
+    elif threads == 0 and num_blocks > 1 and parallel.parallel_is_safe():
+        with parallel.parallel_guard():
+            sum_of_gamma_parallel(k, seeds, inv_i, out)
+    else:
+        sum_of_gamma_blocks(k, seeds, inv_i, out, 0, num_blocks)

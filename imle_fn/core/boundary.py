@@ -4,6 +4,11 @@
 been folded into ``lead`` by the caller), calls the solver ONCE on ``[N, *event]`` and returns
 ``z: [*lead, *event]`` with the dtype and device of ``theta``. It validates the solver's input (no NaN)
 and output (shape, finite values) and never lets the solver write into ``theta``.
+
+On import, this module hands torch's OpenMP thread pool to the Numba kernels
+(`share_torch_thread_pool`), so that the grid, knapsack and noise kernels run their parallel
+chunks on torch's own team instead of waking a second pool next to it (see
+`imle_fn._kernels.parallel`).
 """
 
 from __future__ import annotations
@@ -13,10 +18,31 @@ import math
 import numpy as np
 import torch
 
+from imle_fn._kernels import parallel
 from imle_fn.core.checks import check_has_data, check_no_nan, check_solver_output
 from imle_fn.core.contract import FunctionSolver, Solver
 
 __all__ = ["call_solver"]
+
+
+def share_torch_thread_pool() -> bool:
+    """Let the Numba kernels run their parallel chunks on torch's intra-op OpenMP team, with
+    ``torch.get_num_threads()`` threads (capped by Numba's). Done once, on import.
+
+    Returns:
+        True where torch's parallel backend is OpenMP and its runtime was found (Linux); False
+        leaves the kernels on Numba's own threading layer.
+    """
+    if not torch.backends.openmp.is_available():
+        return False
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return False
+    return parallel.use_openmp_pool(str(torch._C.__file__), torch.get_num_threads)
+
+
+share_torch_thread_pool()
+
+_add_reduce = np.add.reduce  # sum without ndarray.sum's Python wrapper
 
 # NumPy has no bfloat16 and Numba kernels are not compiled for float16: such scores go over as float32.
 _NUMPY_SAFE = {torch.float32, torch.float64}
@@ -29,22 +55,6 @@ def _solver_name(solver: Solver) -> str:
     return str(name) if name else type(target).__name__
 
 
-def _to_numpy(flat: torch.Tensor) -> np.ndarray:
-    dtype = flat.dtype if flat.dtype in _NUMPY_SAFE else torch.float32
-    array = flat.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
-    # Zero-copy where possible, but read-only: a solver that writes into its input gets an error
-    # from NumPy instead of silently changing the caller's theta.
-    array = array.view()
-    array.flags.writeable = False
-    return array
-
-
-def _from_numpy(array: np.ndarray, shared: np.ndarray) -> torch.Tensor:
-    if not array.flags.writeable or np.shares_memory(array, shared):
-        array = array.copy()
-    return torch.from_numpy(np.ascontiguousarray(array))
-
-
 def _private(flat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``flat`` (a reshape of ``theta``), copied unless the reshape already copied.
 
@@ -55,6 +65,64 @@ def _private(flat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """
     # ``flat`` is ``theta.detach().reshape(...)``: a view starts where theta does, a copy elsewhere.
     return flat.clone() if flat.data_ptr() == theta.data_ptr() else flat
+
+
+def _call_numpy_solver(
+    solver: Solver,
+    theta: torch.Tensor,
+    flat_shape: tuple[int, ...],
+    lead: tuple[int, ...],
+    context: str,
+) -> torch.Tensor:
+    """`call_solver` for a NumPy solver. Its input and output are checked on the host arrays (one
+    single-threaded NumPy pass each, no torch thread-pool wake-ups between the solver's parallel
+    regions; the common case costs a sum, the exact checks run only when the sum is not finite).
+    Reshapes are NumPy's (cheaper than torch ops at this size)."""
+    host = theta.detach()
+    if host.dtype not in _NUMPY_SAFE or not host.is_cpu:
+        host = host.to(
+            device="cpu", dtype=host.dtype if host.dtype in _NUMPY_SAFE else torch.float32
+        )
+    # A view (reshape always makes a new array object), zero-copy where possible, but read-only:
+    # a solver that writes into its input gets an error from NumPy instead of silently changing
+    # the caller's theta.
+    array = np.ascontiguousarray(host.numpy()).reshape(flat_shape)
+    array.flags.writeable = False
+    if math.isnan(_add_reduce(array, None)):  # NaN in any term makes the sum NaN
+        check_no_nan(context, array, lead)
+    try:
+        result = solver(array)
+    except ValueError as err:
+        if "read-only" not in str(err):
+            raise
+        raise ValueError(
+            f"solver: {_solver_name(solver)} wrote into its input, which is read-only (imle_fn"
+            " never lets a solver change the caller's scores); copy it first: x = x.copy()"
+        ) from err
+    out = result if type(result) is np.ndarray else np.asarray(result)
+    kind = out.dtype.kind
+    if (
+        out.shape != flat_shape
+        or kind not in "biuf"
+        or (kind == "f" and not math.isfinite(_add_reduce(out, None)))
+    ):
+        if kind == "O":
+            raise TypeError(
+                f"solver: {_solver_name(solver)} returned {type(result).__name__} of Python"
+                " objects; a MAP solver returns an array of real numbers (0/1 states) shaped like"
+                " its scores"
+            )
+        check_solver_output(out, flat_shape, _solver_name(solver), lead)  # raises, or overflow
+    # A fresh tensor, never theta's memory: the solver saw only `array`, and a result that shares
+    # memory with it (or that NumPy cannot hand over) is copied.
+    if not out.flags.writeable or (
+        np.may_share_memory(out, array) and np.shares_memory(out, array)
+    ):
+        out = out.copy()
+    z = torch.from_numpy(np.ascontiguousarray(out).reshape(theta.shape))  # [*lead, *event]
+    if z.dtype != theta.dtype or not theta.is_cpu:
+        z = z.to(device=theta.device, dtype=theta.dtype)
+    return z
 
 
 def call_solver(
@@ -87,45 +155,26 @@ def call_solver(
             f"{context}: expected at least {event_ndim} dims (the solver's event dims), "
             f"got shape {tuple(theta.shape)}"
         )
-    check_has_data(context, theta)
-    lead = tuple(theta.shape[: theta.ndim - event_ndim])
-    event = theta.shape[theta.ndim - event_ndim :]
-    if math.prod(lead) == 0:
-        return theta.new_zeros(theta.shape)
-    flat = theta.detach().reshape(math.prod(lead), *event)  # [N, *event]
-    name = _solver_name(solver)
-    # NumPy solvers are checked on the host copy (one single-threaded pass, no torch thread-pool
-    # wake-ups between the solver's parallel regions); torch solvers on their own device.
+    if theta.is_meta:
+        check_has_data(context, theta)  # raises, naming the argument
+    shape = theta.shape
+    lead = tuple(shape[: theta.ndim - event_ndim])
+    n = math.prod(lead)
+    if n == 0:
+        return theta.new_zeros(shape)
+    flat_shape = (n, *shape[theta.ndim - event_ndim :])  # [N, *event]
     if solver.backend == "numpy":
-        array = _to_numpy(flat)
-        check_no_nan(context, array, lead)
-        try:
-            result = solver(array)
-        except ValueError as err:
-            if "read-only" not in str(err):
-                raise
-            raise ValueError(
-                f"solver: {name} wrote into its input, which is read-only (imle_fn never lets a"
-                " solver change the caller's scores); copy it first: x = x.copy()"
-            ) from err
-        out = np.asarray(result)
-        if out.dtype == object:
-            raise TypeError(
-                f"solver: {name} returned {type(result).__name__} of Python objects; a MAP solver"
-                " returns an array of real numbers (0/1 states) shaped like its scores"
-            )
-        check_solver_output(out, tuple(flat.shape), name, lead)
-        z = _from_numpy(out, array)
-    else:
-        check_no_nan(context, flat, lead)
-        z = solver(_private(flat, theta))
-        if not isinstance(z, torch.Tensor):
-            raise TypeError(
-                f"solver: {name} is a torch-backend solver and must return a tensor, got"
-                f" {type(z).__name__}"
-            )
-        check_solver_output(z, tuple(flat.shape), name, lead)
+        return _call_numpy_solver(solver, theta, flat_shape, lead, context)
+    flat = theta.detach().reshape(flat_shape)
+    check_no_nan(context, flat, lead)
+    z = solver(_private(flat, theta))
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(
+            f"solver: {_solver_name(solver)} is a torch-backend solver and must return a tensor,"
+            f" got {type(z).__name__}"
+        )
+    check_solver_output(z, flat_shape, _solver_name(solver), lead)
     z = z.to(device=theta.device, dtype=theta.dtype)
     if z.numel() and z.data_ptr() == theta.data_ptr():
         z = z.clone()  # custom ops must not return an alias of their input
-    return z.reshape(theta.shape).contiguous()  # [*lead, *event]
+    return z.reshape(shape).contiguous()  # [*lead, *event]

@@ -60,6 +60,8 @@ T = TypeVar("T")
 
 def is_int(value: object) -> TypeGuard[int]:
     """True for a Python or NumPy integer that is not a bool."""
+    if type(value) is int:
+        return True  # the common case, without the ABC check
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
@@ -105,6 +107,8 @@ def check_finite(name: str, value: object) -> float:
 
     Python numbers, NumPy scalars and 0-d tensors are accepted (see `as_number`).
     """
+    if type(value) is float and math.isfinite(value):
+        return value  # the common case
     value = as_number(name, value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
@@ -280,7 +284,9 @@ def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int
 
 def check_choice(name: str, value: T, choices: Collection[object]) -> T:
     """``value`` unchanged; ValueError unless it is one of ``choices`` (bools never match ints)."""
-    if isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
+    if type(value) is str:
+        ok = value in choices  # the common case: an option name
+    elif isinstance(value, bool) and not any(isinstance(c, bool) for c in choices):
         ok = False
     else:
         try:
@@ -550,9 +556,19 @@ def index_text(index: tuple[int, ...]) -> str:
     return str(index[0]) if len(index) == 1 else str(index)
 
 
+def _sum_is_nan(values: Any) -> bool:
+    """True if the sum of ``values`` (array or tensor) is NaN: always when one of them is NaN, and
+    for ``inf + -inf`` (including overflowing partial sums), so False proves there is no NaN."""
+    if isinstance(values, torch.Tensor):
+        return bool(values.numel()) and math.isnan(values.sum())
+    return bool(values.size) and math.isnan(values.sum())
+
+
 def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> None:
     """`NaNError` (a ValueError) naming the first instance of ``flat: [N, ...]`` (array or tensor)
     that holds a NaN, as an index into ``lead`` (the dims folded into ``N``; default ``[N]``)."""
+    if not _sum_is_nan(flat):
+        return  # the common case, in one pass: a sum is NaN if any term is NaN
     bad = first_bad_instance(flat != flat)  # NaN is the only value != itself
     if bad is not None:
         lead = (flat.shape[0],) if lead is None else tuple(lead)
@@ -617,9 +633,15 @@ def check_solver_output(
             " a MAP solver must return one state per instance, shaped like its scores"
         )
     if isinstance(z, torch.Tensor):
-        bad = first_bad_instance(~torch.isfinite(z)) if z.is_floating_point() else None
+        floating = z.is_floating_point()
+        if floating and z.numel() and math.isfinite(z.sum()):
+            return  # one pass: a sum is finite only if every term is (overflow takes the long way)
+        bad = first_bad_instance(~torch.isfinite(z)) if floating else None
     else:
-        bad = first_bad_instance(~np.isfinite(z)) if z.dtype.kind in "fc" else None
+        floating = z.dtype.kind in "fc"
+        if floating and z.size and math.isfinite(z.sum()):
+            return
+        bad = first_bad_instance(~np.isfinite(z)) if floating else None
     if bad is not None:
         lead = (expected[0],) if lead is None else tuple(lead)
         raise ValueError(
@@ -659,10 +681,12 @@ def check_estimator_inputs(theta: object, noise: object) -> None:
     if noise.requires_grad:
         raise ValueError("noise: must not require grad (noise is data; I-MLE gives it no gradient)")
     ns = max(noise.ndim - theta.ndim, 0)
-    try:
-        shape = torch.broadcast_shapes(noise.shape[ns:], theta.shape)
-    except RuntimeError:
-        shape = None
+    shape: torch.Size | None = noise.shape[ns:]
+    if shape != theta.shape:  # equal shapes broadcast trivially (torch's check costs ~15 us)
+        try:
+            shape = torch.broadcast_shapes(shape, theta.shape)
+        except RuntimeError:
+            shape = None
     if shape != theta.shape:
         raise ValueError(
             f"noise: expected shape [*samples, *{tuple(theta.shape)}] (trailing dims broadcastable"

@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from imle_fn._kernels import parallel, sampling
+from imle_fn._kernels import sampling
 from imle_fn.core.checks import (
     check_device,
     check_device_dtype,
@@ -301,18 +301,13 @@ def _to_tensor(
 
 
 def _run_kernel(k: np.ndarray, seeds: np.ndarray, num_terms: int, out: np.ndarray) -> None:
-    """Run the Sum-of-Gamma kernel, in parallel where the Numba threading layer allows it.
-
-    Follows the package's threading-layer policy (`imle_fn._kernels.parallel`): serial in a child forked
-    after OpenMP was launched, one parallel call at a time under the workqueue layer. The blocks
-    and their seeds are the same either way, so the samples are too.
+    """Run the Sum-of-Gamma kernel, in parallel where allowed (`sampling.run_sum_of_gamma`: on
+    torch's OpenMP team, else Numba's threading layer under the package's policy in
+    `imle_fn._kernels.parallel`). The blocks and their seeds are the same either way, so the
+    samples are too.
     """
     inv_i = 1.0 / np.arange(1, num_terms + 1, dtype=np.float64)
-    if seeds.size < 2 or not parallel.parallel_is_safe():
-        sampling.sum_of_gamma_blocks(k, seeds, inv_i, out, 0, seeds.size)
-    else:
-        with parallel.parallel_guard():
-            sampling.sum_of_gamma_parallel(k, seeds, inv_i, out)
+    sampling.run_sum_of_gamma(k, seeds, inv_i, out)
 
 
 def _draw_seeds(num_blocks: int, generator: torch.Generator | None) -> np.ndarray:

@@ -99,14 +99,14 @@ class Solve:
         return self._ref.handle
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.detach()
         # An ordinary eager tensor goes straight to the solver (the op's dispatch costs ~150 us a
-        # call); anything else (vmapped, under torch.func, fake or compiled) through the op.
+        # call; `call_solver` detaches it); anything else (vmapped, under torch.func, fake or
+        # compiled) through the op, detached.
         if _is_plain(x):
             if self.context is None:
                 return call_solver(self.solver, x, self.event_ndim)
             return call_solver(self.solver, x, self.event_ndim, self.context)
-        return torch.ops.imle_fn.map_solve(x, self.handle, self.event_ndim)
+        return torch.ops.imle_fn.map_solve(x.detach(), self.handle, self.event_ndim)
 
 
 def _half_built(solver: object) -> bool:

@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
+from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 
 from imle_fn.core.checks import NaNError, check_estimator_inputs, check_no_nan_split
 from imle_fn.core.contract import Backend, SolverLike, assume_constant_result, resolve_solver
@@ -95,9 +97,13 @@ def reduce_to_theta(
 ) -> torch.Tensor:
     """Average ``grad: [*sample, *shape]`` over the sample dims, then sum broadcast dims of theta."""
     ns = num_sample_dims(theta, noise)
-    if ns:
+    if ns == 1 and grad.shape[0] == 1:
+        grad = grad[0]  # the mean of one sample, exactly, without a reduction kernel
+    elif ns:
         grad = grad.mean(dim=tuple(range(ns)))  # [*shape]
-    return grad.sum_to_size(theta.shape).to(theta.dtype)
+    if grad.shape != theta.shape:
+        grad = grad.sum_to_size(theta.shape)
+    return grad if grad.dtype == theta.dtype else grad.to(theta.dtype)
 
 
 # Reductions over an instance's event dims. Never ``dim=tuple(range(-event_ndim, 0))``: for
@@ -385,9 +391,18 @@ def _finish(
     """The estimator's gradient as the wiring returns it: theta's dtype, exactly zero on infinite
     scores (a masked item or a wall is constant, whatever its score: removing it changes nothing),
     and refusing to be differentiated again."""
-    finite = torch.isfinite(theta.detach())
-    dtheta = torch.where(finite, dtheta, dtheta.new_zeros(())).to(theta.dtype)
+    if not _all_finite_on_host(theta):
+        dtheta = torch.where(torch.isfinite(theta.detach()), dtheta, 0.0)
+    if dtheta.dtype != theta.dtype:
+        dtheta = dtheta.to(theta.dtype)
     return first_order_only(dtheta, estimator.name, theta, dout)  # theta, not detached: the anchor
+
+
+def _all_finite_on_host(theta: torch.Tensor) -> bool:
+    """True if ``theta`` is a plain CPU tensor without infinities or NaN (its sum is finite):
+    then `_finish` has nothing to mask. Anything else (other devices: no read-back; wrappers,
+    compiled graphs) answers False and takes the masking ops."""
+    return theta.is_cpu and _is_plain(theta) and math.isfinite(theta.detach().sum())
 
 
 def _backward(
@@ -423,6 +438,21 @@ def _blame_backward(
 class _Estimate(torch.autograd.Function):
     generate_vmap_rule = True
 
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        """`torch.autograd.Function.apply` without re-binding the arguments on every call.
+
+        ``Function.apply`` binds its arguments to ``forward``'s signature (``inspect.signature``
+        and ``bind``: about 35 us a call) only to fill in defaults; `estimate` passes all five
+        positionally, so outside `torch.func` transforms they go straight to the C++ apply, as
+        ``Function.apply`` itself does after binding (dead functorch wrappers unwrapped the same
+        way). Anything else takes ``Function.apply``.
+        """
+        if kwargs or len(args) != 5 or torch._C._are_functorch_transforms_active():
+            return super().apply(*args, **kwargs)
+        args = _unwrap_dead_wrappers(args)
+        return super(torch.autograd.Function, cls).apply(*args)  # type: ignore[misc]  # C++ apply
+
     @staticmethod
     def forward(
         theta: torch.Tensor,
@@ -432,7 +462,7 @@ class _Estimate(torch.autograd.Function):
         state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out, residual = estimator.forward(theta, noise, solve)
-        return out.to(theta.dtype), residual
+        return (out if out.dtype == theta.dtype else out.to(theta.dtype)), residual
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
