@@ -29,6 +29,7 @@ import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,6 +142,44 @@ def test_raw_after_torch_op(
     assert out.shape == (b * s, h, h)
 
 
+class _Bare(torch.autograd.Function):
+    """The floor: the same perturbation, two solver calls, target and reduction as `imle`, in a
+    bare `torch.autograd.Function` with no checks, no vmap / compile support and no masking."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        x = (theta + noise).detach()
+        z = torch.from_numpy(SOLVER(x.reshape(-1, *x.shape[-2:]).numpy())).reshape(x.shape)
+        ctx.save_for_backward(theta, noise, z)
+        return z
+
+    @staticmethod
+    def backward(ctx: Any, dz: torch.Tensor) -> tuple[torch.Tensor, None]:
+        theta, noise, z = ctx.saved_tensors
+        t = theta - LAM * dz + noise
+        zt = torch.from_numpy(SOLVER(t.reshape(-1, *t.shape[-2:]).numpy())).reshape(z.shape)
+        return (z - zt).mean(0) / LAM, None
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_bare_function(benchmark: BenchmarkFixture, case: tuple[int, int, int]) -> None:
+    """The floor of the machinery: a bare autograd.Function doing `imle`'s work (torch pool)."""
+    theta, noise, dz = _inputs(*case)
+    theta.requires_grad_()
+
+    def step() -> None:
+        theta.grad = None
+        _Bare.apply(theta, noise).backward(dz)
+
+    _info(benchmark, case, "torch", "bare")
+    benchmark(step)
+    expected = theta.grad
+    theta.grad = None
+    imle(theta, noise, SOLVER, lam=LAM).backward(dz)
+    got = theta.grad
+    assert expected is not None and got is not None and torch.allclose(got, expected)  # same
+
+
 def table(paths: list[Path]) -> str:
     """bench/README.md's table from pytest-benchmark JSON files (medians; several files: the
     median over them of each median)."""
@@ -156,20 +195,21 @@ def table(paths: list[Path]) -> str:
         return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
 
     lines = [
-        "| case | pool | raw x2 | raw x2 after torch ops | `imle` fwd + bwd | `imle` / raw |",
-        "|---|---|---|---|---|---|",
+        "| case | pool | raw x2 | raw x2 after torch ops | bare autograd.Function | `imle` fwd + bwd"
+        " | `imle` / raw |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case in CASE_IDS:
         for pool in POOLS:
-            raw, after, step = (
-                m.get((case, pool, kind)) for kind in ("raw", "raw_after_op", "imle")
+            raw, after, bare, step = (
+                m.get((case, pool, kind)) for kind in ("raw", "raw_after_op", "bare", "imle")
             )
             if raw is None or step is None:
                 continue
             ratio = f"+{fmt(step - raw)}" if case == CASE_IDS[0] else f"{step / raw:.2f}x"
             lines.append(
-                f"| {case} | {pool} | {fmt(raw)} | {fmt(after) if after else '-'} | {fmt(step)}"
-                f" | {ratio} |"
+                f"| {case} | {pool} | {fmt(raw)} | {fmt(after) if after else '-'}"
+                f" | {fmt(bare) if bare else '-'} | {fmt(step)} | {ratio} |"
             )
     return "\n".join(lines)
 
