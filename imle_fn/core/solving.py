@@ -51,8 +51,9 @@ def _map_solve_vmap(
     return torch.ops.imle_fn.map_solve(theta, handle, event_ndim), 0
 
 
-def _is_plain(theta: torch.Tensor) -> bool:
-    """True for an ordinary eager tensor: no vmap/grad wrapper, no dispatch mode, not compiling."""
+def is_plain(theta: torch.Tensor) -> bool:
+    """True for an ordinary eager tensor: no vmap/grad wrapper, no dispatch mode, not compiling
+    (its values may be read; the one test of this kind in the package)."""
     return (
         type(theta) is torch.Tensor
         and not torch.compiler.is_compiling()
@@ -102,7 +103,7 @@ class Solve:
         # An ordinary eager tensor goes straight to the solver (the op's dispatch costs ~150 us a
         # call; `call_solver` detaches it); anything else (vmapped, under torch.func, fake or
         # compiled) through the op, detached.
-        if _is_plain(x):
+        if is_plain(x):
             if self.context is None:
                 return call_solver(self.solver, x, self.event_ndim)
             return call_solver(self.solver, x, self.event_ndim, self.context)

@@ -46,7 +46,7 @@ from torch._functorch.utils import unwrap_dead_wrappers as _unwrap_dead_wrappers
 from imle_fn.core.checks import NaNError, check_estimator_inputs, check_no_nan_split
 from imle_fn.core.contract import Backend, SolverLike, assume_constant_result, resolve_solver
 from imle_fn.core.perturbation import perturb
-from imle_fn.core.solving import Solve, _is_plain, refuse_grad_transforms, solver_key
+from imle_fn.core.solving import Solve, is_plain, refuse_grad_transforms, solver_key
 
 __all__ = [
     "Estimator",
@@ -402,7 +402,7 @@ def _all_finite_on_host(theta: torch.Tensor) -> bool:
     """True if ``theta`` is a plain CPU tensor without infinities or NaN (its sum is finite):
     then `_finish` has nothing to mask. Anything else (other devices: no read-back; wrappers,
     compiled graphs) answers False and takes the masking ops."""
-    return theta.is_cpu and _is_plain(theta) and math.isfinite(theta.detach().sum())
+    return theta.is_cpu and is_plain(theta) and math.isfinite(theta.detach().sum())
 
 
 def _backward(
@@ -426,7 +426,7 @@ def _blame_backward(
 ) -> ValueError:
     """Name the culprit of NaN target scores in a backward: the incoming gradient, if it holds NaN."""
     ndim = saved.solve.event_ndim
-    if _is_plain(dout) and dout.ndim >= ndim:
+    if is_plain(dout) and dout.ndim >= ndim:
         ns = max(dout.ndim - saved.theta.ndim, 0)
         try:
             check_no_nan_split(f"{estimator.name}: the gradient of its output (dz)", dout, ns, ndim)
@@ -721,7 +721,7 @@ def estimate(
     try:
         out, _ = _Estimate.apply(theta, noise, estimator, solve, state)
     except NaNError as err:
-        if not (_is_plain(theta) and (noise is None or _is_plain(noise))):
+        if not (is_plain(theta) and (noise is None or is_plain(noise))):
             raise
         raise _blame_forward(theta, noise, solve.event_ndim, err) from None
     return out

@@ -37,6 +37,7 @@ from typing import NamedTuple, cast
 import torch
 
 from imle_fn.core.checks import check_floating_tensor, check_int, check_k_subset_scores
+from imle_fn.core.solving import is_plain as core_is_plain
 
 __all__ = [
     "Leaves",
@@ -76,15 +77,9 @@ def _work_dtype(theta: torch.Tensor) -> torch.dtype:
 
 
 def is_plain(theta: torch.Tensor) -> bool:
-    """An ordinary eager tensor, whose values may be inspected (no vmap/grad wrapper, no fakes, not
-    on the meta device)."""
-    return (
-        type(theta) is torch.Tensor
-        and theta.device.type != "meta"
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(theta)
-        and torch._C._len_torch_dispatch_stack() == 0
-    )
+    """An ordinary eager tensor whose values may be inspected: `imle_fn.core.solving.is_plain`,
+    and not on the meta device."""
+    return theta.device.type != "meta" and core_is_plain(theta)
 
 
 class Leaves(NamedTuple):

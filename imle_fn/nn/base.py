@@ -35,6 +35,7 @@ from imle_fn.core.checks import (
 )
 from imle_fn.core.contract import SolverLike
 from imle_fn.core.noise import gaussian, gumbel, sum_of_gamma
+from imle_fn.core.solving import is_plain
 
 __all__ = ["HyperParameter", "NoiseType", "NoisyLayer", "Reduction"]
 
@@ -119,15 +120,6 @@ def _solver_k(solver: SolverLike) -> float | None:
     if isinstance(k, int) and not isinstance(k, bool) and k >= 1:
         return float(k)
     return None
-
-
-def _is_plain(x: torch.Tensor) -> bool:
-    """An ordinary eager tensor: not compiling, not wrapped by a `torch.func` transform."""
-    return (
-        type(x) is torch.Tensor
-        and not torch.compiler.is_compiling()
-        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
-    )
 
 
 class NoisyLayer(torch.nn.Module):
@@ -219,7 +211,7 @@ class NoisyLayer(torch.nn.Module):
         num_samples = -1 if self.num_samples is None else self.num_samples
         k = 0.0 if self.k is None else self.k
         args = (self.noise_type, num_samples, k, self.num_terms, self.generator_device)
-        if _is_plain(theta) and _is_plain(self.rng_state):
+        if is_plain(theta) and is_plain(self.rng_state):
             return _draw(theta.shape, theta.dtype, theta.device, self.rng_state, *args)
         return torch.ops.imle_fn.layer_noise(theta.detach(), self.rng_state, *args)
 
