@@ -33,10 +33,10 @@ What the layers share:
 * **Hyper-parameters** (``lam``, ``alpha``, temperatures, ``sigma``, AIMLE's ``target`` /
   ``step`` / ``decay``) are attributes you may change between steps (``layer.lam = 0.5``; Python
   numbers, NumPy scalars and 0-d tensors): under `torch.compile` they are graph data, so an
-  annealing schedule never recompiles.
+  annealing schedule does not recompile for every value (a float: two graphs, a 0-d tensor: one).
 * **torch.compile.** The noise is drawn by a custom op that advances ``rng_state``, so a model
-  compiles whole (``fullgraph=True``) with the eager numbers. `AIMLE` takes its state for a
-  training step eagerly: one graph break per call (in eval mode it compiles whole too).
+  compiles whole (``fullgraph=True``) with the eager numbers; `AIMLE` too, its state updated by
+  a hook after each backward (see `imle_fn.nn.adaptive`).
 * **Ensembles.** Under `torch.func.functional_call` + `torch.func.vmap` over stacked parameters
   and buffers (`torch.func.stack_module_state`), each model draws from its own stacked
   ``rng_state`` (seed the models differently); noise drawn outside and passed in (``in_dims``)
