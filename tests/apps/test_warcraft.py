@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from imle_fn.apps.warcraft.generator import (
 from imle_fn.apps.warcraft.methods import METHODS, batch_mean_hamming, make_loss
 from imle_fn.apps.warcraft.model import CostNet, PathResNet18
 from imle_fn.apps.warcraft.train import (
+    EpochMetrics,
     TrainConfig,
     corner_symmetry,
     evaluate_paths,
@@ -252,3 +254,249 @@ def test_command_smoke_run(tmp_path: Path) -> None:
         ("imle", True),
     ]
     assert "| imle+sym | 6 |" in (tmp_path / "results.md").read_text()
+
+
+# --- checkpoints and --resume -------------------------------------------------------------------
+
+
+class _KilledError(Exception):
+    """Stands for the process being killed (raised from a callback, after a checkpoint)."""
+
+
+def _tiny_data(num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from imle_fn.apps.warcraft.command import _tensors
+
+    maps = generate_maps(num, 6, seed=seed)
+    pixels = torch.from_numpy(maps.images).float().div(255.0)
+    mean = pixels.mean(dim=(0, 1, 2)).view(1, 3, 1, 1)
+    std = pixels.std(dim=(0, 1, 2)).view(1, 3, 1, 1)
+    return _tensors(maps, mean, std)
+
+
+def _kill_after(epoch: int, seen: list[Any]) -> Any:
+    def on_epoch(metrics: Any) -> None:
+        seen.append(metrics)
+        if metrics.epoch == epoch:
+            raise _KilledError
+
+    return on_epoch
+
+
+def _outcome(metrics: list[Any]) -> list[tuple[Any, ...]]:
+    """Everything an epoch reports except its wall times."""
+    return [
+        (
+            m.epoch,
+            m.train_loss,
+            m.test_cost_optimal,
+            m.test_exact,
+            m.solver_instances_train,
+            m.solver_instances_eval,
+        )
+        for m in metrics
+    ]
+
+
+def _assert_states_equal(a: Any, b: Any) -> None:
+    """Nested checkpoint contents are equal, tensors with torch.equal."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b)
+        for key in a:
+            _assert_states_equal(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_states_equal(x, y)
+    else:
+        assert a == b
+
+
+_RESUME_CASES = [
+    # batches and symmetries from the run's generator
+    dict(method="imle", augment=True),
+    dict(method="fy", sigma_fy=0.5),  # noise from the run's generator
+    dict(method="aimle"),  # estimator state (beta) carried across steps
+]
+
+
+@pytest.mark.parametrize("settings", _RESUME_CASES, ids=["imle-aug", "fy", "aimle"])
+def test_resumed_training_is_bit_identical(tmp_path: Path, settings: dict[str, Any]) -> None:
+    """Killed after epoch 2 and resumed to 4 = straight through to 4: metrics and weights exact."""
+    train_data, test_data = _tiny_data(21, seed=4), _tiny_data(7, seed=5)
+    # The learning rate drops after epoch 2 (milestone 0.5): the schedule must resume too.
+    config = TrainConfig(
+        epochs=4, batch_size=7, lr=1e-3, milestones=(0.5,), progress=False, **settings
+    )
+    straight_seen: list[Any] = []
+    straight_ckpt = tmp_path / "straight.ckpt.pt"
+    # Stopped right after the last epoch's checkpoint, so that its final state can be compared.
+    with pytest.raises(_KilledError):
+        train(
+            config,
+            train_data,
+            test_data,
+            on_epoch=_kill_after(4, straight_seen),
+            checkpoint=straight_ckpt,
+        )
+    plain = train(config, train_data, test_data)  # no checkpoint at all: the same run
+    assert _outcome(plain) == _outcome(straight_seen)
+
+    ckpt = tmp_path / "run.ckpt.pt"
+    first: list[Any] = []
+    with pytest.raises(_KilledError):
+        train(config, train_data, test_data, on_epoch=_kill_after(2, first), checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    restored: list[Any] = []
+    second: list[Any] = []
+    with pytest.raises(_KilledError):
+        train(
+            config,
+            train_data,
+            test_data,
+            on_epoch=_kill_after(4, second),
+            checkpoint=ckpt,
+            resume=True,
+            on_resume=restored.extend,
+        )
+    assert _outcome(restored) == _outcome(first) == _outcome(straight_seen[:2])
+    assert [m.epoch for m in second] == [3, 4]  # epochs 1-2 not trained again
+    assert _outcome(first + second) == _outcome(straight_seen)
+    final = torch.load(ckpt, weights_only=True)
+    expected = torch.load(straight_ckpt, weights_only=True)
+    for part in ("model", "optimizer", "scheduler", "loss", "rng", "epoch"):
+        _assert_states_equal(final[part], expected[part])
+    assert _outcome([EpochMetrics(**m) for m in final["history"]]) == _outcome(straight_seen)
+    # Resuming a checkpoint that holds every epoch trains nothing and closes the run.
+    done = train(config, train_data, test_data, checkpoint=ckpt, resume=True)
+    assert _outcome(done) == _outcome(straight_seen)
+    assert not ckpt.exists()
+
+
+def test_checkpoint_written_every_epoch_and_removed_when_finished(tmp_path: Path) -> None:
+    data = _tiny_data(14, seed=4)
+    config = TrainConfig(method="ste", epochs=2, batch_size=7, progress=False)
+    ckpt = tmp_path / "run.ckpt.pt"
+    ckpt.write_bytes(b"a stale checkpoint of an earlier run")
+    epochs_on_disk: list[int] = []
+
+    def on_epoch(metrics: Any) -> None:
+        epochs_on_disk.append(torch.load(ckpt, weights_only=True)["epoch"])
+
+    history = train(config, data, data, on_epoch=on_epoch, checkpoint=ckpt)
+    assert epochs_on_disk == [1, 2]  # the checkpoint of each epoch exists when it is reported
+    assert len(history) == 2
+    assert not ckpt.exists() and not (tmp_path / "run.ckpt.pt.tmp").exists()
+    with pytest.raises(ValueError, match="resume"):
+        train(config, data, data, resume=True)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings_or_maps(tmp_path: Path) -> None:
+    data, other = _tiny_data(14, seed=4), _tiny_data(14, seed=6)
+    config = TrainConfig(method="imle", epochs=3, batch_size=7, progress=False)
+    ckpt = tmp_path / "run.ckpt.pt"
+    with pytest.raises(_KilledError):
+        train(config, data, data, on_epoch=_kill_after(1, []), checkpoint=ckpt)
+    changed = dataclasses.replace(config, lr=1e-3, lam_imle=20.0)
+    with pytest.raises(ValueError, match=r"lam_imle: 50.0 stored, 20.0 now; lr: 0.0005 stored"):
+        train(changed, data, data, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match=r"test_data.*the maps differ"):
+        train(config, data, other, checkpoint=ckpt, resume=True)
+    # Display settings are not part of the run: progress bars on or off resume alike.
+    shown = dataclasses.replace(config, progress=True, epochs=3)
+    assert len(train(shown, data, data, checkpoint=ckpt, resume=True)) == 3
+    ckpt.write_bytes(b"\x00" * 10)  # not a checkpoint at all
+    with pytest.raises(ValueError, match="cannot be read"):
+        train(config, data, data, checkpoint=ckpt, resume=True)
+
+
+def test_a_kill_while_the_checkpoint_is_written_leaves_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.save dies half-way through epoch 2's checkpoint: resuming starts again at epoch 2."""
+    import io
+
+    import imle_fn.apps.warcraft.train as train_module
+
+    data = _tiny_data(14, seed=4)
+    config = TrainConfig(method="imle", epochs=3, batch_size=7, progress=False)
+    straight = train(config, data, data)
+    ckpt = tmp_path / "run.ckpt.pt"
+    real_save = torch.save
+    saves: list[Path] = []
+
+    def dying_save(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+        saves.append(Path(path))
+        if len(saves) < 2:
+            real_save(obj, path, *args, **kwargs)
+            return
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        Path(path).write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise _KilledError
+
+    monkeypatch.setattr(train_module.torch, "save", dying_save)
+    with pytest.raises(_KilledError):
+        train(config, data, data, checkpoint=ckpt)
+    monkeypatch.undo()
+    assert saves == [tmp_path / "run.ckpt.pt.tmp"] * 2  # always through the temporary file
+    assert (tmp_path / "run.ckpt.pt.tmp").stat().st_size > 0  # the half-written one is there
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    seen: list[Any] = []
+    resumed = train(config, data, data, on_epoch=seen.append, checkpoint=ckpt, resume=True)
+    assert [m.epoch for m in seen] == [2, 3]
+    assert _outcome(resumed) == _outcome(straight)
+    assert not (tmp_path / "run.ckpt.pt.tmp").exists()
+
+
+def test_command_resume_continues_skips_and_checks_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import imle_fn.apps.warcraft.command as command
+    from imle_fn.apps.cli import main
+
+    def argv(out: Path, *extra: str) -> list[str]:
+        return [
+            *("bench", "warcraft", "--grid", "6", "--train", "14", "--test", "6"),
+            *("--epochs", "3", "--batch-size", "7", "--method", "imle", "--no-progress"),
+            *("--threads", "1", "--out", str(out), *extra),
+        ]
+
+    straight_out, out = tmp_path / "straight", tmp_path / "killed"
+    assert main(argv(straight_out)) == 0
+    straight = json.loads((straight_out / "runs" / "k6-imle.json").read_text())
+    assert not (straight_out / "runs" / "k6-imle.ckpt.pt").exists()  # removed when finished
+
+    real_write = command._write_record
+
+    def killed_after_epoch_2(path: Path, record: dict[str, Any]) -> None:
+        real_write(path, record)
+        if len(record["epochs"]) == 2:
+            raise _KilledError
+
+    monkeypatch.setattr(command, "_write_record", killed_after_epoch_2)
+    with pytest.raises(_KilledError):
+        main(argv(out))
+    monkeypatch.undo()
+    ckpt = out / "runs" / "k6-imle.ckpt.pt"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    with pytest.raises(ValueError, match=r"lr: 0.0005 stored, 0.001 now"):
+        main(argv(out, "--resume", "--lr", "1e-3"))
+    capsys.readouterr()
+    assert main(argv(out, "--resume")) == 0
+    assert "resumed after epoch 2" in capsys.readouterr().out
+    resumed = json.loads((out / "runs" / "k6-imle.json").read_text())
+    keys = ("epoch", "train_loss", "test_cost_optimal", "test_exact", "solver_instances_train")
+    assert [[e[k] for k in keys] for e in resumed["epochs"]] == [
+        [e[k] for k in keys] for e in straight["epochs"]
+    ]
+    assert not ckpt.exists()
+    # Finished: recognised from the JSON alone and skipped; other settings are refused.
+    before = (out / "runs" / "k6-imle.json").read_text()
+    assert main(argv(out, "--resume")) == 0
+    assert "finished earlier" in capsys.readouterr().out
+    assert (out / "runs" / "k6-imle.json").read_text() == before
+    assert not ckpt.exists()
+    with pytest.raises(ValueError, match=r"k6-imle.json.*epochs: 3 stored, 4 now"):
+        main([*argv(out, "--resume"), "--epochs", "4"])

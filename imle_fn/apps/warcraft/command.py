@@ -9,6 +9,14 @@ summary over every run found in ``OUT/runs`` is rewritten: ``OUT/results.md``, `
 and ``OUT/accuracy.png`` (test accuracy per epoch). The maps are generated once and cached in
 ``--data-dir`` (default ``OUT/data``) with a sample picture. The maps are OUR OWN procedural
 look-alike, not the original Warcraft data set (see `imle_fn.apps.warcraft.generator`).
+
+Long runs survive being killed: after every epoch the run's whole training state is checkpointed to
+``OUT/runs/k{K}-{method}[-aug].ckpt.pt`` (written to a temporary file, then renamed; deleted when the
+run finishes). With ``--resume`` a run with a checkpoint continues from the epoch after it,
+bit-identically to an uninterrupted run (same machine, same ``--threads``); a finished run (its
+JSON holds every epoch) is skipped; a run whose stored settings differ from the current ones stops
+the command with a ValueError naming the differing fields. Without ``--resume`` every run starts
+afresh and overwrites its files.
 """
 
 from __future__ import annotations
@@ -81,6 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show training maps in random corner-preserving symmetries (not in the paper)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each killed run from its last epoch's checkpoint in OUT/runs "
+        "(bit-identical to an uninterrupted run) and skip finished ones; the settings must match",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -106,10 +120,44 @@ def _tensors(maps: Any, mean: Any, std: Any) -> tuple[Any, Any, Any]:
     return images.contiguous(), torch.from_numpy(maps.costs), torch.from_numpy(maps.paths).float()
 
 
+# What a run's JSON must share with the current set-up for --resume to accept it.
+_RECORD_KEYS = ("grid", "train_maps", "test_maps", "data_seed")
+
+
+def _finished(run_path: Path, record: dict[str, Any]) -> bool:
+    """Is ``run_path`` a finished run of this set-up? False if it is absent or unfinished.
+
+    Raises:
+        ValueError: the stored run was made with other settings (the message names them).
+    """
+    from imle_fn.apps.warcraft.train import config_differences
+
+    if not run_path.exists():
+        return False
+    old = json.loads(run_path.read_text())
+
+    def key(rec: dict[str, Any]) -> dict[str, Any]:
+        config = {k: v for k, v in rec.get("config", {}).items() if k != "progress"}
+        return {**config, **{k: rec.get(k) for k in _RECORD_KEYS}}
+
+    differences = config_differences(key(old), key(record))
+    if differences:
+        raise ValueError(
+            f"{run_path}: made by a different run, cannot resume: "
+            + "; ".join(differences)
+            + "; rerun without --resume to start over"
+        )
+    return len(old.get("epochs", [])) == record["config"]["epochs"]
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate (or load) the maps, train each requested method, write the results.
 
     ``args`` come from the parser `add_arguments` builds, which has checked every value.
+
+    Raises:
+        ValueError: with ``--resume``, a stored run (checkpoint or JSON) made with other settings,
+            or an unreadable checkpoint.
     """
     import torch
 
@@ -158,6 +206,23 @@ def run(args: argparse.Namespace) -> int:
         }
         suffix = "-aug" if args.augment else ""
         run_path = out / "runs" / f"k{args.grid}-{method}{suffix}.json"
+        checkpoint = run_path.with_suffix(".ckpt.pt")
+        if args.resume and not checkpoint.exists() and run_path.exists():
+            if _finished(run_path, record):
+                print(f"[{method} K={args.grid}] finished earlier: {run_path}", flush=True)
+                write_summary(out)
+                continue
+            print(f"[{method} K={args.grid}] no checkpoint to resume from: starting afresh")
+
+        def restored(
+            history: list[Any], record: dict[str, Any] = record, run_path: Path = run_path
+        ) -> None:
+            record["epochs"] = [dataclasses.asdict(m) for m in history]
+            print(
+                f"[{record['method']} K={record['grid']}] resumed after epoch {len(history)}",
+                flush=True,
+            )
+            _write_record(run_path, record)
 
         def save(metrics: Any, record: dict[str, Any] = record, run_path: Path = run_path) -> None:
             record["epochs"].append(dataclasses.asdict(metrics))
@@ -169,11 +234,23 @@ def run(args: argparse.Namespace) -> int:
                 f"noise {metrics.time_noise:.2f}s eval {metrics.time_eval:.1f}s)",
                 flush=True,
             )
-            tmp = run_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(record, indent=1))
-            tmp.replace(run_path)
+            _write_record(run_path, record)
 
-        train(config, train_data, test_data, on_epoch=save)
+        train(
+            config,
+            train_data,
+            test_data,
+            on_epoch=save,
+            checkpoint=checkpoint,
+            resume=args.resume,
+            on_resume=restored,
+        )
         write_summary(out)
     print(f"results: {out / 'results.md'}")
     return 0
+
+
+def _write_record(run_path: Path, record: dict[str, Any]) -> None:
+    tmp = run_path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(run_path)

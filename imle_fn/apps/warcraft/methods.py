@@ -44,11 +44,24 @@ def batch_mean_hamming(z: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
 
 
 class MethodLoss:
-    """``loss(network_output [B, K, K], paths [B, K, K]) -> scalar``, plus a hook after backward."""
+    """``loss(network_output [B, K, K], paths [B, K, K]) -> scalar``, plus a hook after backward.
 
-    def __init__(self, fn: Loss, after_backward: Callable[[], None] | None = None) -> None:
+    Args:
+        fn: the loss.
+        after_backward: updates any estimator state from the last backward's gradients.
+        state: the tensors ``fn`` and ``after_backward`` read and replace (AIMLE's beta), held in
+            this dict so that a checkpoint can save and restore them (`state_dict`).
+    """
+
+    def __init__(
+        self,
+        fn: Loss,
+        after_backward: Callable[[], None] | None = None,
+        state: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.fn = fn
         self._after_backward = after_backward
+        self.state: dict[str, torch.Tensor] = state if state is not None else {}
 
     def __call__(self, output: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
         return self.fn(output, paths)
@@ -57,6 +70,24 @@ class MethodLoss:
         """Update any estimator state from the gradients of the last backward (AIMLE's beta)."""
         if self._after_backward is not None:
             self._after_backward()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the estimator state (empty for the stateless methods)."""
+        return {name: value.detach().clone() for name, value in self.state.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Replace the estimator state by ``state`` (from `state_dict`), in place.
+
+        Raises:
+            ValueError: ``state`` does not hold exactly this method's state tensors.
+        """
+        if set(state) != set(self.state):
+            raise ValueError(
+                f"state: expected the tensors {sorted(self.state)}, got {sorted(state)}"
+            )
+        for name, value in state.items():
+            old = self.state[name]
+            self.state[name] = value.detach().clone().to(old).requires_grad_(old.requires_grad)
 
 
 def make_loss(config: TrainConfig, timer: Timer, generator: torch.Generator) -> MethodLoss:
@@ -109,13 +140,14 @@ def make_loss(config: TrainConfig, timer: Timer, generator: torch.Generator) -> 
     if config.method == "aimle":
         from imle_fn.estimators.adaptive import aimle, aimle_state, aimle_update
 
-        state = [aimle_state(beta=1.0).requires_grad_()]
+        state = {"aimle": aimle_state(beta=1.0).requires_grad_()}
 
         def aimle_loss(costs: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-            return batch_mean_hamming(aimle(-costs, None, solver, state[0]), paths)
+            return batch_mean_hamming(aimle(-costs, None, solver, state["aimle"]), paths)
 
         def update() -> None:
-            state[0] = aimle_update(state[0].detach(), state[0].grad).requires_grad_()
+            old = state["aimle"]
+            state["aimle"] = aimle_update(old.detach(), old.grad).requires_grad_()
 
-        return MethodLoss(aimle_loss, update)
+        return MethodLoss(aimle_loss, update, state)
     raise ValueError(f"method: expected one of {METHODS}, got {config.method!r}")

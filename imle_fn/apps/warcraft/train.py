@@ -17,14 +17,27 @@ the same way for every map the network sees (and as in the test labels).
 Timing per epoch is split into *solver* (time inside the MAP solver), *noise* (drawing perturbations),
 and *network* (everything else in the training steps: forward, backward, optimiser); evaluation is
 timed separately and counts its own solver calls.
+
+Checkpoints (``train(..., checkpoint=path)``): after every epoch the whole training state is written
+to ``path`` (`torch.save` to ``path.tmp``, then `os.replace`, so a kill mid-write leaves the previous
+checkpoint intact): the network (with batch-norm statistics), Adam's and the learning-rate schedule's
+state, the estimator state (AIMLE's beta), the epoch reached, the metrics of every epoch so far, and
+every random state the rest of the run draws from (the run's `torch.Generator`, which orders the
+batches, draws the augmentation and the Fenchel-Young noise, and torch's global generator). It also
+stores the configuration and a fingerprint of the maps. ``resume=True`` continues from the next epoch,
+bit-identically to an uninterrupted run on the same machine and torch threads; a finished run keeps
+no checkpoint (it is deleted after the last epoch).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,9 +47,17 @@ from imle_fn.apps.timing import Timer
 from imle_fn.apps.warcraft.methods import METHODS, make_loss
 from imle_fn.apps.warcraft.model import CostNet, PathResNet18
 
+CHECKPOINT_FORMAT = 1
+"""Version of the checkpoint layout `train` writes; a checkpoint of another version is refused."""
+
+# Settings that do not change what a run computes: ignored when a resumed run is compared.
+_DISPLAY_ONLY = ("progress",)
+
 __all__ = [
+    "CHECKPOINT_FORMAT",
     "EpochMetrics",
     "TrainConfig",
+    "config_differences",
     "corner_symmetry",
     "evaluate_paths",
     "path_is_valid",
@@ -210,12 +231,103 @@ def _batches(num: int, size: int, generator: torch.Generator) -> list[torch.Tens
     return [order[i : i + size] for i in range(0, num, size)]
 
 
+def config_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The fields in which two run descriptions differ, as ``"name: X stored, Y now"`` lines.
+
+    Args:
+        stored: the description saved with a run (a checkpoint's or a run JSON's).
+        current: the description of the run asked for now.
+
+    Returns:
+        One line per differing key (a key missing on one side counts as differing), sorted by key.
+        Values are compared after a JSON-like normalisation (tuples as lists).
+    """
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [norm(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: norm(v) for k, v in value.items()}
+        return value
+
+    missing = "(missing)"
+    lines = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = norm(stored.get(key, missing)), norm(current.get(key, missing))
+        if old != new:
+            lines.append(f"{key}: {old!r} stored, {new!r} now")
+    return lines
+
+
+def _run_key(config: TrainConfig) -> dict[str, Any]:
+    """What a resumed run must share with the stored one (every setting but the display ones)."""
+    key = dataclasses.asdict(config)
+    for name in _DISPLAY_ONLY:
+        del key[name]
+    return key
+
+
+def _fingerprint(data: tuple[torch.Tensor, ...]) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and bytes (the maps a run was trained on)."""
+    digest = hashlib.sha256()
+    for tensor in data:
+        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
+        digest.update(f"{tuple(array.shape)} {array.dtype};".encode())
+        digest.update(array.reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()
+
+
+def _temporary(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".tmp")
+
+
+def _save_checkpoint(checkpoint: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically: to ``checkpoint.tmp`` first, then renamed over ``checkpoint``."""
+    tmp = _temporary(checkpoint)
+    torch.save(state, tmp)
+    os.replace(tmp, checkpoint)
+
+
+def _load_checkpoint(
+    checkpoint: Path, config: TrainConfig, data: Mapping[str, str]
+) -> dict[str, Any]:
+    """Read ``checkpoint`` and check that it belongs to this run (see `train`'s Raises)."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file: one clear message
+        raise ValueError(
+            f"checkpoint {checkpoint}: cannot be read ({type(error).__name__}: {error}); "
+            "delete it to start this run over"
+        ) from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"checkpoint {checkpoint}: expected format {CHECKPOINT_FORMAT}, got {found!r}; "
+            "delete it to start this run over"
+        )
+    differences = config_differences(
+        {**state["config"], **state["data"]}, {**_run_key(config), **data}
+    )
+    if differences:
+        maps = any(line.startswith(("train_data:", "test_data:")) for line in differences)
+        raise ValueError(
+            f"checkpoint {checkpoint}: made by a different run, cannot resume: "
+            + "; ".join(differences)
+            + (" (the maps differ: --grid, --train, --test or --data-seed)" if maps else "")
+            + "; rerun without --resume to start over"
+        )
+    return state
+
+
 def train(
     config: TrainConfig,
     train_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     test_data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     *,
     on_epoch: Callable[[EpochMetrics], Any] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    on_resume: Callable[[list[EpochMetrics]], Any] | None = None,
 ) -> list[EpochMetrics]:
     """Train one method and evaluate it on the test maps after every epoch.
 
@@ -223,13 +335,28 @@ def train(
         config: the run's settings.
         train_data: ``(images [N, 3, 8K, 8K] float32 normalised, costs [N, K, K], paths [N, K, K])``.
         test_data: the same for the test maps.
-        on_epoch: called with each epoch's metrics as soon as they are known.
+        on_epoch: called with each epoch's metrics as soon as they are known (after the epoch's
+            checkpoint is written); not called again for the epochs a resumed run restores.
+        checkpoint: where to keep the training state after every epoch (see the module docstring);
+            a stale file there is removed when a run starts afresh, and the file is deleted once
+            the last epoch is done and ``on_epoch`` has returned. None: no checkpoint.
+        resume: continue from ``checkpoint`` if that file exists (else start afresh); a checkpoint
+            that holds every epoch trains nothing and returns its metrics.
+        on_resume: called once with the restored epochs' metrics when a run resumes.
 
     Returns:
-        One `EpochMetrics` per epoch.
+        One `EpochMetrics` per epoch (the restored ones included).
+
+    Raises:
+        ValueError: ``resume`` without ``checkpoint``; a checkpoint that cannot be read, is of
+            another format, or was made with other settings or other maps (the message names
+            each differing field).
+        FloatingPointError: the training loss of an epoch is not finite.
     """
     from tqdm.auto import tqdm
 
+    if resume and checkpoint is None:
+        raise ValueError("resume: needs a checkpoint path to resume from, got checkpoint=None")
     images, costs, paths = train_data
     test_images, test_costs, test_paths = test_data
     grid = int(paths.shape[-1])
@@ -245,7 +372,27 @@ def train(
     if config.augment:
         sym_paths = _symmetric_labels(costs, paths)  # [4, N, K, K]
     history: list[EpochMetrics] = []
-    for epoch in range(1, config.epochs + 1):
+    if checkpoint is not None:
+        data = {"train_data": _fingerprint(train_data), "test_data": _fingerprint(test_data)}
+        if resume and checkpoint.exists():
+            state = _load_checkpoint(checkpoint, config, data)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            loss_fn.load_state_dict(state["loss"])
+            generator.set_state(state["rng"]["generator"])
+            torch.set_rng_state(state["rng"]["torch"])
+            history = [EpochMetrics(**m) for m in state["history"]]
+            if len(history) != state["epoch"]:
+                raise ValueError(
+                    f"checkpoint {checkpoint}: holds {len(history)} epochs of metrics for "
+                    f"epoch {state['epoch']}; delete it to start this run over"
+                )
+            if on_resume is not None:
+                on_resume(list(history))
+        else:
+            checkpoint.unlink(missing_ok=True)  # a stale one from an earlier run
+    for epoch in range(len(history) + 1, config.epochs + 1):
         timer.reset()
         start, total_loss, batches = (
             time.perf_counter(),
@@ -299,6 +446,25 @@ def train(
         if not math.isfinite(metrics.train_loss):
             raise FloatingPointError(f"epoch {epoch}: the training loss is not finite")
         history.append(metrics)
+        if checkpoint is not None:
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "config": _run_key(config),
+                    "data": data,
+                    "epoch": epoch,
+                    "history": [dataclasses.asdict(m) for m in history],
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "loss": loss_fn.state_dict(),
+                    "rng": {"generator": generator.get_state(), "torch": torch.get_rng_state()},
+                },
+            )
         if on_epoch is not None:
             on_epoch(metrics)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+        _temporary(checkpoint).unlink(missing_ok=True)
     return history
