@@ -55,6 +55,12 @@ def _solver_name(solver: Solver) -> str:
     return str(name) if name else type(target).__name__
 
 
+def _finite_sum(values: np.ndarray) -> bool:
+    """Is the sum of ``values`` finite (so every value is)? Without NumPy's overflow warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(_add_reduce(values, None))
+
+
 def _private(flat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``flat`` (a reshape of ``theta``), copied unless the reshape already copied.
 
@@ -88,7 +94,9 @@ def _call_numpy_solver(
     # the caller's theta.
     array = np.ascontiguousarray(host.numpy()).reshape(flat_shape)
     array.flags.writeable = False
-    if math.isnan(_add_reduce(array, None)):  # NaN in any term makes the sum NaN
+    with np.errstate(over="ignore", invalid="ignore"):  # huge or inf scores: no NumPy warning
+        any_nan = math.isnan(_add_reduce(array, None))  # NaN in any term makes the sum NaN
+    if any_nan:
         check_no_nan(context, array, lead)
     try:
         result = solver(array)
@@ -101,11 +109,7 @@ def _call_numpy_solver(
         ) from err
     out = result if type(result) is np.ndarray else np.asarray(result)
     kind = out.dtype.kind
-    if (
-        out.shape != flat_shape
-        or kind not in "biuf"
-        or (kind == "f" and not math.isfinite(_add_reduce(out, None)))
-    ):
+    if out.shape != flat_shape or kind not in "biuf" or (kind == "f" and not _finite_sum(out)):
         if kind == "O":
             raise TypeError(
                 f"solver: {_solver_name(solver)} returned {type(result).__name__} of Python"

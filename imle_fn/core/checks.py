@@ -560,8 +560,15 @@ def _sum_is_nan(values: Any) -> bool:
     """True if the sum of ``values`` (array or tensor) is NaN: always when one of them is NaN, and
     for ``inf + -inf`` (including overflowing partial sums), so False proves there is no NaN."""
     if isinstance(values, torch.Tensor):
-        return bool(values.numel()) and math.isnan(values.sum())
-    return bool(values.size) and math.isnan(values.sum())
+        return bool(values.numel()) and math.isnan(values.detach().sum())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(values.size) and math.isnan(values.sum())
+
+
+def _quiet_finite_sum(values: np.ndarray) -> bool:
+    """Is the sum of ``values`` finite? Without NumPy's overflow warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(values.sum())
 
 
 def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> None:
@@ -634,12 +641,12 @@ def check_solver_output(
         )
     if isinstance(z, torch.Tensor):
         floating = z.is_floating_point()
-        if floating and z.numel() and math.isfinite(z.sum()):
+        if floating and z.numel() and math.isfinite(z.detach().sum()):
             return  # one pass: a sum is finite only if every term is (overflow takes the long way)
         bad = first_bad_instance(~torch.isfinite(z)) if floating else None
     else:
         floating = z.dtype.kind in "fc"
-        if floating and z.size and math.isfinite(z.sum()):
+        if floating and z.size and _quiet_finite_sum(z):
             return
         bad = first_bad_instance(~np.isfinite(z)) if floating else None
     if bad is not None:

@@ -24,12 +24,13 @@ def ranks(theta: torch.Tensor) -> torch.Tensor:
         theta: ``[*batch, n]`` scores, floating point (``-inf`` ranks lowest, ``+inf`` highest).
 
     Returns:
-        ``[*batch, n]`` ranks, dtype and device of ``theta`` (exact integers in float32 and float64;
-        float16 represents them exactly only up to ``n = 2049``, bfloat16 up to ``n = 257``).
+        ``[*batch, n]`` ranks, dtype and device of ``theta`` (exact integers: float16 holds them
+        up to ``n = 2049``, bfloat16 up to ``n = 257``, float32 up to ``n = 2**24 + 1``).
 
     Raises:
         TypeError: ``theta`` is not a floating-point tensor.
-        ValueError: ``theta`` has no dims.
+        ValueError: ``theta`` has no dims, or ``n - 1`` is above the largest integer its dtype
+            holds exactly (the ranks would not be a permutation).
     """
     check_floating_tensor("theta", theta)
     if theta.ndim < 1:
@@ -37,6 +38,12 @@ def ranks(theta: torch.Tensor) -> torch.Tensor:
             f"theta: expected at least 1 dim [*batch, n], got shape {tuple(theta.shape)}"
         )
     n = theta.shape[-1]
+    exact = round(2 / torch.finfo(theta.dtype).eps)  # every integer up to this is exact
+    if n - 1 > exact:
+        raise ValueError(
+            f"theta: {n} items need ranks up to {n - 1}, but {theta.dtype} holds integers exactly"
+            f" only up to {exact}; rank in float32 or float64 (theta.float())"
+        )
     # A stable descending sort puts equal scores in index order: position p gets rank n - 1 - p.
     order = torch.sort(theta, dim=-1, descending=True, stable=True).indices  # [*batch, n]
     values = torch.arange(n - 1, -1, -1, dtype=theta.dtype, device=theta.device)  # [n]

@@ -55,3 +55,14 @@ def test_leading_dims_vmap_and_dtypes() -> None:
     with pytest.raises(ValueError, match="at least 1 dim"):
         ranks(torch.tensor(1.0))
     assert Ranking() == Ranking() and hash(Ranking()) == hash(Ranking())
+
+
+def test_ranks_beyond_the_dtypes_exact_integers_are_refused() -> None:
+    """bfloat16 holds integers exactly up to 256, float16 up to 2048: more items would give ranks
+    that are not a permutation, so they raise; at the limit the ranks are still a permutation."""
+    g = torch.Generator().manual_seed(1)
+    for dtype, limit in ((torch.bfloat16, 257), (torch.float16, 2049)):
+        theta = torch.randn(limit, generator=g)
+        assert map_solve(theta.to(dtype), Ranking()).unique().numel() == limit
+        with pytest.raises(ValueError, match=f"{limit + 1} items need ranks up to {limit}"):
+            map_solve(torch.randn(limit + 1, generator=g).to(dtype), Ranking())
