@@ -22,6 +22,7 @@ that is a plain call; inside `torch.compile` and `torch.func` transforms it is t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
@@ -134,9 +135,9 @@ class NoisyLayer(torch.nn.Module):
         num_samples: None: one sample, output shaped like ``theta``; an int ``S``: ``S``
             samples, output ``[S, *theta.shape]`` (or their mean, see ``reduction``).
         reduction: ``"none"`` keeps the sample dim, ``"mean"`` averages the samples (the output
-            is then shaped like ``theta``, an estimate of the marginals ``E[z]``; each sample's
-            cotangent is the incoming one divided by ``S``, as for a loss that averages over
-            samples).
+            is then shaped like ``theta``, an estimate of the marginals ``E[z]``; each sample
+            receives the incoming cotangent unscaled, and the estimator averages the per-sample
+            gradients, so the gradient estimates that of ``E[z]`` whatever ``S``).
         generator: where the layer's random stream starts: a `torch.Generator` (its state is
             copied into ``rng_state``; the layer draws on its device, so a CUDA generator draws
             on the GPU; the generator itself is not advanced), an int (a CPU generator seeded
@@ -225,7 +226,12 @@ class NoisyLayer(torch.nn.Module):
         """``z: [*sample, *theta.shape]`` reduced as ``reduction`` says."""
         ns = z.ndim - theta.ndim
         if self.reduction == "mean" and ns > 0:
-            return z.mean(dim=tuple(range(ns)))
+            # The value is the mean over samples; its cotangent reaches every sample UNSCALED, so
+            # that the estimator's average of the per-sample gradients estimates the gradient of
+            # the expected output (independent of S), as the chain rule through E[z] would have it.
+            total = z.sum(dim=tuple(range(ns)))
+            mean = total / math.prod(z.shape[:ns])
+            return mean.detach() + (total - total.detach())
         return z
 
     def manual_seed(self, seed: int) -> NoisyLayer:

@@ -236,12 +236,20 @@ def test_dbb_has_no_noise_and_no_modes() -> None:
 
 
 def test_reduction_mean_averages_the_samples() -> None:
+    """The value is the samples' mean; the gradient is the estimator's for a loss summed over the
+    samples (each sample gets the cotangent unscaled, the estimator averages), so its size does
+    not shrink as 1/S: for STE it is the cotangent itself whatever S."""
     kept = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=4)
     mean = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, reduction="mean", generator=4)
-    got = _value_and_grad(lambda t: (mean(t) * W[0]).sum())
-    expected = _value_and_grad(lambda t: (kept(t).mean(0) * W[0]).sum())
-    for a, b in zip(got, expected, strict=True):
-        assert torch.equal(a, b)
+    value, grad = _value_and_grad(lambda t: (mean(t) * W[0]).sum())
+    expected_value, _ = _value_and_grad(lambda t: (kept(t).mean(0) * W[0]).sum())
+    kept = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=4)  # the same draws again
+    _, expected_grad = _value_and_grad(lambda t: (kept(t).sum(0) * W[0]).sum())
+    assert torch.equal(value, expected_value) and torch.equal(grad, expected_grad)
+    for s in (1, 4, 16):
+        ste = inn.STE(TOP2, noise_type="gumbel", num_samples=s, reduction="mean", generator=0)
+        _, g = _value_and_grad(lambda t, ste=ste: (ste(t) * W[0]).sum())
+        torch.testing.assert_close(g, W[0].expand_as(THETA))
     assert mean(THETA).shape == THETA.shape
     with pytest.raises(ValueError, match="reduction: 'mean' averages over the sample dim"):
         inn.IMLE(TOP2, reduction="mean")
