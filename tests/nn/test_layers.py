@@ -4,6 +4,7 @@ samples, state_dict, hyper-parameters, nn.Sequential, ensembles under functional
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import io
 from collections.abc import Callable
@@ -235,6 +236,10 @@ def test_dbb_has_no_noise_and_no_modes() -> None:
     assert layer.state_dict() == {}
 
 
+def _weighted(layer: torch.nn.Module, t: torch.Tensor) -> torch.Tensor:
+    return (layer(t) * W[0]).sum()
+
+
 def test_reduction_mean_averages_the_samples() -> None:
     """The value is the samples' mean; the gradient is the estimator's for a loss summed over the
     samples (each sample gets the cotangent unscaled, the estimator averages), so its size does
@@ -248,7 +253,7 @@ def test_reduction_mean_averages_the_samples() -> None:
     assert torch.equal(value, expected_value) and torch.equal(grad, expected_grad)
     for s in (1, 4, 16):
         ste = inn.STE(TOP2, noise_type="gumbel", num_samples=s, reduction="mean", generator=0)
-        _, g = _value_and_grad(lambda t, ste=ste: (ste(t) * W[0]).sum())
+        _, g = _value_and_grad(functools.partial(_weighted, ste))
         torch.testing.assert_close(g, W[0].expand_as(THETA))
     assert mean(THETA).shape == THETA.shape
     with pytest.raises(ValueError, match="reduction: 'mean' averages over the sample dim"):
