@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from imle_fn._kernels import parallel
-from imle_fn.core.checks import check_has_data, check_no_nan, check_solver_output
+from imle_fn.core.checks import (
+    check_has_data,
+    check_no_nan,
+    check_solver_output,
+    finite_sum,
+    sum_is_nan,
+)
 from imle_fn.core.contract import FunctionSolver, Solver
 
 __all__ = ["call_solver"]
@@ -42,7 +48,6 @@ def share_torch_thread_pool() -> bool:
 
 share_torch_thread_pool()
 
-_add_reduce = np.add.reduce  # sum without ndarray.sum's Python wrapper
 
 # NumPy has no bfloat16 and Numba kernels are not compiled for float16: such scores go over as float32.
 _NUMPY_SAFE = {torch.float32, torch.float64}
@@ -53,12 +58,6 @@ def _solver_name(solver: Solver) -> str:
     target = solver.fn if isinstance(solver, FunctionSolver) else solver
     name = getattr(target, "__name__", None)
     return str(name) if name else type(target).__name__
-
-
-def _finite_sum(values: np.ndarray) -> bool:
-    """Is the sum of ``values`` finite (so every value is)? Without NumPy's overflow warning."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return math.isfinite(_add_reduce(values, None))
 
 
 def _private(flat: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -94,9 +93,7 @@ def _call_numpy_solver(
     # the caller's theta.
     array = np.ascontiguousarray(host.numpy()).reshape(flat_shape)
     array.flags.writeable = False
-    with np.errstate(over="ignore", invalid="ignore"):  # huge or inf scores: no NumPy warning
-        any_nan = math.isnan(_add_reduce(array, None))  # NaN in any term makes the sum NaN
-    if any_nan:
+    if sum_is_nan(array):  # one pass; the per-instance search only when there is a NaN
         check_no_nan(context, array, lead)
     try:
         result = solver(array)
@@ -109,7 +106,7 @@ def _call_numpy_solver(
         ) from err
     out = result if type(result) is np.ndarray else np.asarray(result)
     kind = out.dtype.kind
-    if out.shape != flat_shape or kind not in "biuf" or (kind == "f" and not _finite_sum(out)):
+    if out.shape != flat_shape or kind not in "biuf" or (kind == "f" and not finite_sum(out)):
         if kind == "O":
             raise TypeError(
                 f"solver: {_solver_name(solver)} returned {type(result).__name__} of Python"

@@ -49,13 +49,17 @@ __all__ = [
     "check_state_tensor",
     "check_target_states",
     "check_unit_interval",
+    "finite_sum",
     "first_bad_instance",
     "index_text",
     "is_int",
+    "sum_is_nan",
     "unravel",
 ]
 
 T = TypeVar("T")
+
+_add_reduce = np.add.reduce  # a sum without ndarray.sum's Python wrapper
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -556,25 +560,27 @@ def index_text(index: tuple[int, ...]) -> str:
     return str(index[0]) if len(index) == 1 else str(index)
 
 
-def _sum_is_nan(values: Any) -> bool:
+def sum_is_nan(values: Any) -> bool:
     """True if the sum of ``values`` (array or tensor) is NaN: always when one of them is NaN, and
-    for ``inf + -inf`` (including overflowing partial sums), so False proves there is no NaN."""
+    for ``inf + -inf`` (including overflowing partial sums), so False proves there is no NaN.
+    One pass, without NumPy's overflow warning."""
     if isinstance(values, torch.Tensor):
         return bool(values.numel()) and math.isnan(values.detach().sum())
     with np.errstate(over="ignore", invalid="ignore"):
-        return bool(values.size) and math.isnan(values.sum())
+        return bool(values.size) and math.isnan(_add_reduce(values, None))
 
 
-def _quiet_finite_sum(values: np.ndarray) -> bool:
-    """Is the sum of ``values`` finite? Without NumPy's overflow warning."""
+def finite_sum(values: np.ndarray) -> bool:
+    """True if the sum of ``values`` is finite, so every value is (one pass, without NumPy's
+    overflow warning; an overflowing sum of finite values answers False)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return math.isfinite(values.sum())
+        return math.isfinite(_add_reduce(values, None))
 
 
 def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> None:
     """`NaNError` (a ValueError) naming the first instance of ``flat: [N, ...]`` (array or tensor)
     that holds a NaN, as an index into ``lead`` (the dims folded into ``N``; default ``[N]``)."""
-    if not _sum_is_nan(flat):
+    if not sum_is_nan(flat):
         return  # the common case, in one pass: a sum is NaN if any term is NaN
     bad = first_bad_instance(flat != flat)  # NaN is the only value != itself
     if bad is not None:
@@ -646,7 +652,7 @@ def check_solver_output(
         bad = first_bad_instance(~torch.isfinite(z)) if floating else None
     else:
         floating = z.dtype.kind in "fc"
-        if floating and z.size and _quiet_finite_sum(z):
+        if floating and z.size and finite_sum(z):
             return
         bad = first_bad_instance(~np.isfinite(z)) if floating else None
     if bad is not None:
