@@ -331,15 +331,31 @@ def _layer_noise_vmap(
     num_terms: int,
     generator_device: str,
 ) -> tuple[torch.Tensor, int | None]:
-    """Under ``vmap``: one draw shared by every slice when the state is shared (a layer called
-    inside the vmapped function), one draw per slice from its own state when the states are
-    stacked (``functional_call`` over `torch.func.stack_module_state`'s buffers)."""
+    """Under ``vmap``: with the states stacked (``functional_call`` over
+    `torch.func.stack_module_state`'s buffers) each slice draws from its own state, whatever
+    vmap's ``randomness``; with one state shared by every slice (a layer called inside the
+    vmapped function) vmap's ``randomness`` decides, as for torch's own random ops:
+    ``"different"`` draws for each slice in turn from the one stream, ``"same"`` draws once for
+    all, and ``"error"`` (vmap's default) raises."""
     like_dim, state_dim = in_dims[0], in_dims[1]
     if like_dim is not None:
         like = like.select(like_dim, 0)  # only the per-slice shape, dtype and device matter
     args = (noise_type, num_samples, k, num_terms, generator_device)
     if state_dim is None:
-        return torch.ops.imle_fn.layer_noise(like, state, *args), None
+        if info.randomness == "error":
+            raise RuntimeError(
+                "imle_fn.nn: a layer drew noise under torch.func.vmap(randomness='error', vmap's"
+                " default) from its one rng_state, shared by every slice; pass"
+                " randomness='different' (a draw per slice) or 'same' (one draw for all), give"
+                " the forward its noise, or stack the layers' states"
+                " (torch.func.stack_module_state + functional_call) for a stream per slice"
+            )
+        if info.randomness == "same":
+            return torch.ops.imle_fn.layer_noise(like, state, *args), None
+        draws = [
+            torch.ops.imle_fn.layer_noise(like, state, *args) for _ in range(info.batch_size)
+        ]
+        return torch.stack(draws), 0
     draws = [
         torch.ops.imle_fn.layer_noise(like, state.select(state_dim, v), *args)
         for v in range(info.batch_size)

@@ -350,13 +350,42 @@ def test_ensembles_with_functional_call_and_vmap() -> None:
         torch.testing.assert_close(grads["inp.weight"][e], model.inp.weight.grad)
 
 
-def test_a_layer_inside_vmap_with_its_own_state_draws_once_for_every_slice() -> None:
-    layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=2)
+def test_a_layer_inside_vmap_follows_vmaps_randomness() -> None:
+    """One rng_state shared by every slice: vmap's randomness decides, as for torch.rand."""
     thetas = torch.randn(5, 4, 6, generator=gen(7), dtype=F64)
-    got = vmap(layer)(thetas)  # [V, S, B, n]
+    layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=2)
+    with pytest.raises(RuntimeError, match="randomness='error'.*'different'"):
+        vmap(layer)(thetas)  # vmap's default
+    assert torch.equal(layer.rng_state, inn.IMLE(TOP2, generator=2).rng_state)  # nothing drawn
+
+    same = vmap(layer, randomness="same")(thetas)  # [V, S, B, n]: one draw for all
     noise = imle_fn.gumbel((3, 4, 6), generator=gen(2), dtype=F64)
     for v in range(5):
-        assert torch.equal(got[v], imle_fn.imle(thetas[v], noise, TOP2))
+        assert torch.equal(same[v], imle_fn.imle(thetas[v], noise, TOP2))
+
+    layer.manual_seed(2)
+    different = vmap(layer, randomness="different")(thetas)  # slice v: the stream's v-th draw
+    stream = gen(2)
+    draws = [imle_fn.gumbel((3, 4, 6), generator=stream, dtype=F64) for _ in range(5)]
+    for v in range(5):
+        assert torch.equal(different[v], imle_fn.imle(thetas[v], draws[v], TOP2))
+    assert not torch.equal(different[0], different[1])
+    after = inn.IMLE(TOP2, noise_type="gumbel", generator=stream)  # the stream advanced 5 draws
+    assert torch.equal(layer.rng_state, after.rng_state)
+
+
+def test_vmap_randomness_different_gives_per_slice_gradients() -> None:
+    thetas = torch.randn(3, 4, 6, generator=gen(8), dtype=F64)
+    target = torch.randn(4, 6, generator=gen(9), dtype=F64)
+    layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=2, generator=4)
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return ((layer(theta) - target) ** 2).sum()
+
+    got = vmap(torch.func.grad(loss), randomness="different")(thetas)
+    layer.manual_seed(4)
+    want = torch.stack([torch.func.grad(loss)(t) for t in thetas])  # the same stream, in turn
+    assert torch.equal(got, want)
 
 
 PUBLIC = [getattr(inn, name) for name in inn.__all__ if inspect.isclass(getattr(inn, name))]
