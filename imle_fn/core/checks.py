@@ -593,19 +593,25 @@ def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> Non
 
 
 def check_no_nan_split(
-    name: str, value: torch.Tensor, num_sample_dims: int, event_ndim: int
+    name: str,
+    value: torch.Tensor,
+    num_sample_dims: int,
+    event_ndim: int,
+    *,
+    finite: bool = False,
 ) -> None:
-    """NaN check of an estimator argument ``[*sample, *batch, *event]``, naming the (sample,
-    instance) index of the first bad instance. Plain (eager, unbatched) tensors only.
+    """NaN check (with ``finite=True``: NaN and infinity check) of an estimator argument
+    ``[*sample, *batch, *event]``, naming the (sample, instance) index of the first bad instance.
+    Plain (eager, unbatched) tensors only.
 
     Raises:
-        ValueError: ``value`` holds a NaN.
+        ValueError: ``value`` holds a NaN (or, with ``finite``, an infinity).
     """
     lead = tuple(value.shape[: value.ndim - event_ndim])
     if math.prod(lead) == 0:
         return
     flat = value.detach().reshape(math.prod(lead), *value.shape[value.ndim - event_ndim :])
-    bad = first_bad_instance(torch.isnan(flat))
+    bad = first_bad_instance(~torch.isfinite(flat) if finite else torch.isnan(flat))
     if bad is None:
         return
     index = unravel(bad, lead)
@@ -613,10 +619,14 @@ def check_no_nan_split(
     where = f"instance {index_text(instance)}" if instance else "its only instance"
     if num_sample_dims:
         where = f"sample {index_text(sample)}, {where}"
-    raise ValueError(
-        f"{name}: contains NaN at {where} (sample dims {list(lead[:num_sample_dims])}, batch dims"
-        f" {list(lead[num_sample_dims:])})"
-    )
+    found = "NaN"
+    if finite:
+        values = flat[bad]
+        found = "NaN" if bool(torch.isnan(values).any()) else "an infinite value"
+    dims = f"batch dims {list(lead[num_sample_dims:])}"
+    if num_sample_dims:
+        dims = f"sample dims {list(lead[:num_sample_dims])}, {dims}"
+    raise ValueError(f"{name}: contains {found} at {where} ({dims})")
 
 
 def check_solver_output(

@@ -230,6 +230,10 @@ class Estimator(ABC):
 
     name: ClassVar[str]
     checks: ClassVar[Mapping[str, Callable[[str, object], float]]] = {}
+    finite_cotangent: ClassVar[bool] = True
+    """The VJP needs a finite ``dz``: an infinite entry would enter a target as a mask
+    (``theta - lam * inf = -inf``) or turn into NaN (``inf * 0``), so the backward refuses it,
+    naming ``dz``. False for a VJP that passes ``dz`` through as autograd would (STE)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -411,6 +415,8 @@ def _backward(
     """Both routes' backward: the estimator's VJP, finished (`_finish`), with its errors named."""
     if torch._C._functorch.is_legacy_batchedtensor(dout):
         raise NotImplementedError(_LEGACY_VMAP.format(name=estimator.name))
+    if estimator.finite_cotangent:
+        dout = _finite_cotangent(estimator, dout, saved)
     try:
         dtheta, dstate = _vjp(estimator, dout, saved)
     except NaNError as err:
@@ -419,6 +425,48 @@ def _backward(
     if dstate is not None:
         dstate = first_order_only(dstate, estimator.name, saved.state, dout)
     return dtheta, dstate
+
+
+def _finite_cotangent(estimator: Estimator, dout: torch.Tensor, saved: Saved) -> torch.Tensor:
+    """``dout`` checked finite (see `Estimator.finite_cotangent`). On the CPU: one pass (a sum)
+    over its data (under `torch.func` wrappers too: their data is read, not changed), then the
+    first bad (sample, instance) named in a ValueError (a vmapped dim counts as a leading batch
+    dim). Elsewhere (other devices: no read-back; compiled graphs, dispatch modes) its non-finite
+    entries become NaN, which the solver boundary refuses (`_blame_backward` names ``dz``)."""
+    data, vmapped = _data_of(dout)
+    if data is None or not data.is_cpu:
+        return torch.where(torch.isfinite(dout), dout, torch.nan)
+    if not data.numel() or math.isfinite(data.detach().sum()):
+        return dout
+    ns = max(dout.ndim - saved.theta.ndim, 0)
+    ndim = min(saved.solve.event_ndim, dout.ndim)
+    what = f"{estimator.name}: the gradient of its output (dz)"
+    if len(vmapped) > 1:
+        raise ValueError(
+            f"{what}: contains NaN or an infinite value (under nested torch.func.vmap; call the"
+            " function on one slice to locate the instance)"
+        )
+    if vmapped:
+        data = data.movedim(vmapped[0], ns)  # [*sample, V, *batch, *event]
+    check_no_nan_split(what, data, ns, ndim, finite=True)
+    return dout
+
+
+def _data_of(value: torch.Tensor) -> tuple[torch.Tensor | None, list[int]]:
+    """The plain tensor under ``value``'s `torch.func` wrappers and the dims vmap added to it
+    (one per vmap level), or ``(None, [])`` when there is no readable data (compiling, fake or
+    functional tensors, dispatch modes)."""
+    vmapped: list[int] = []
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(value):
+        if functorch.is_batchedtensor(value):
+            vmapped.append(functorch.maybe_get_bdim(value))
+        value = functorch.get_unwrapped(value)
+    if type(value) is not torch.Tensor or torch.compiler.is_compiling():
+        return None, []
+    if torch._C._len_torch_dispatch_stack() != 0:
+        return None, []
+    return value, vmapped
 
 
 def _blame_backward(
@@ -432,7 +480,10 @@ def _blame_backward(
             check_no_nan_split(f"{estimator.name}: the gradient of its output (dz)", dout, ns, ndim)
         except ValueError as named:
             return named
-    return ValueError(f"{estimator.name} (backward): the target scores for the solver: {err}")
+    return ValueError(
+        f"{estimator.name} (backward): the target scores for the solver: {err} (NaN in a target"
+        " comes from a NaN or infinite gradient of the output, dz, or from NaN scores)"
+    )
 
 
 class _Estimate(torch.autograd.Function):

@@ -38,6 +38,7 @@ class STE(PerturbAndMAP, Estimator):
     """STE's hyper-parameters (see `ste`)."""
 
     name: ClassVar[str] = "ste"
+    finite_cotangent: ClassVar[bool] = False  # dz passes through, inf and NaN as autograd's would
     checks: ClassVar[dict[str, Callable[[str, object], float]]] = {"temperature": check_nonnegative}
     temperature: float = 1.0
 

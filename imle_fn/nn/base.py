@@ -352,9 +352,7 @@ def _layer_noise_vmap(
             )
         if info.randomness == "same":
             return torch.ops.imle_fn.layer_noise(like, state, *args), None
-        draws = [
-            torch.ops.imle_fn.layer_noise(like, state, *args) for _ in range(info.batch_size)
-        ]
+        draws = [torch.ops.imle_fn.layer_noise(like, state, *args) for _ in range(info.batch_size)]
         return torch.stack(draws), 0
     draws = [
         torch.ops.imle_fn.layer_noise(like, state.select(state_dim, v), *args)

@@ -33,6 +33,7 @@ from tests.contracts.estimators import (
     NEEDS_NOISE,
     NOISE_FREE,
     mutating_torch_topk,
+    numpy_topk,
     run,
     sign_solver,
 )
@@ -630,3 +631,50 @@ def test_case13_pooled_aimle_gradient_is_the_one_lambda_formula() -> None:
     assert expected.abs().sum() > 0
     with pytest.raises(ValueError, match="norm: expected 'instance' or 'pooled'"):
         aimle(theta, noise, TOP2, norm="batch")  # type: ignore[arg-type]
+
+
+# ---- new-user finding: an infinite cotangent is refused, naming dz ---------------------------
+
+_FINITE_DZ = [n for n in NAMES if n not in ("ste", "fenchel_young_loss")]
+
+
+def _inf_dz_case(sign: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    theta = torch.randn(3, 6, generator=gen(40), dtype=F64)
+    noise = gumbel((2, 3, 6), generator=gen(41), dtype=F64)
+    w = torch.randn(3, 6, generator=gen(42), dtype=F64)
+    w[2, 4] = sign * math.inf  # instance 2
+    return theta, noise, w
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("solver", ["torch", "numpy"])
+@pytest.mark.parametrize("name", [*_FINITE_DZ, "simple"])
+def test_an_infinite_cotangent_is_refused_naming_dz(name: str, solver: str, sign: float) -> None:
+    """main: imle, imle_central, dbb returned finite gradients (the inf entered the target as a
+    mask), perturbed NaN, aimle blamed NaN target scores."""
+    theta, noise, w = _inf_dz_case(sign)
+    top2: Any = TOP2 if solver == "torch" else as_solver(numpy_topk(2), event_ndim=1)
+    if name == "simple":
+        from imle_fn.estimators.simple_estimator import simple
+
+        fn: Any = lambda t: simple(t, noise.exp().neg().exp(), 2)  # noqa: E731 (uniforms)
+    else:
+        fn = lambda t: run(name, t, noise, top2)  # noqa: E731
+    pattern = (
+        rf"^{name.split('_central_pooled')[0]}: the gradient of its output \(dz\): contains an"
+    )
+    pattern += r" infinite value at (sample \d+, )?instance 2"
+    with pytest.raises(ValueError, match=pattern):
+        grad_of(fn, theta, w)
+    with pytest.raises(ValueError, match=r"\(dz\)|gradient of the output, dz"):
+        vmap(grad(lambda t, v: (fn(t) * v).sum()))(theta, w)  # per instance, under vmap
+    torch._dynamo.reset()  # one lambda's code, a new solver per case: no recompile limit
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    with pytest.raises(ValueError, match=pattern.replace("instance 2", "instance")):
+        grad_of(compiled, theta, w)
+
+
+def test_ste_passes_an_infinite_cotangent_through_as_autograd_does() -> None:
+    theta, noise, w = _inf_dz_case(1.0)
+    got = grad_of(lambda t: run("ste", t, noise, TOP2), theta, w)
+    assert torch.equal(got, w)  # STE's gradient is the cotangent (averaged over equal samples)

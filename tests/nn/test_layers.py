@@ -354,7 +354,7 @@ def test_a_layer_inside_vmap_follows_vmaps_randomness() -> None:
     """One rng_state shared by every slice: vmap's randomness decides, as for torch.rand."""
     thetas = torch.randn(5, 4, 6, generator=gen(7), dtype=F64)
     layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=2)
-    with pytest.raises(RuntimeError, match="randomness='error'.*'different'"):
+    with pytest.raises(RuntimeError, match=r"randomness='error'.*'different'"):
         vmap(layer)(thetas)  # vmap's default
     assert torch.equal(layer.rng_state, inn.IMLE(TOP2, generator=2).rng_state)  # nothing drawn
 
