@@ -257,6 +257,11 @@ def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int
             raise TypeError(
                 f"{name}: expected integers, got {type(value).__name__} ({err})"
             ) from None
+        if array.dtype == object and array.size and all(type(v) is int for v in array.flat):
+            index = next(i for i, v in np.ndenumerate(array) if not -(2**63) <= v < 2**63)
+            raise ValueError(
+                f"{name}: expected integers that fit in int64, got {array[index]} at index {index}"
+            )
         if array.dtype.kind not in "iuf":
             raise TypeError(
                 f"{name}: expected integers, got {type(value).__name__} of dtype {array.dtype}"
@@ -273,8 +278,18 @@ def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int
             raise ValueError(
                 f"{name}: expected whole numbers, got {array[index].item()!r} at index {index}"
             )
-    if array.size and (np.abs(array.astype(np.float64)) >= 2.0**63).any():
-        raise ValueError(f"{name}: expected integers that fit in int64")
+    if array.dtype.kind == "f":
+        big = np.abs(array) >= 2.0**63
+    elif array.dtype.kind == "u":
+        big = array > np.iinfo(np.int64).max
+    else:
+        big = np.zeros(array.shape, dtype=bool)
+    if big.any():
+        index = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ValueError(
+            f"{name}: expected integers that fit in int64, got {array[index].item()!r} at index"
+            f" {index}"
+        )
     low = array < minimum
     if low.any():
         index = tuple(int(i) for i in np.argwhere(low)[0])
@@ -587,7 +602,9 @@ def check_no_nan(name: str, flat: Any, lead: Sequence[int] | None = None) -> Non
         lead = (flat.shape[0],) if lead is None else tuple(lead)
         index = unravel(bad, lead)
         raise NaNError(
-            f"{name}: contains NaN at instance {index_text(index)} (of leading dims {list(lead)})",
+            f"{name}: contains NaN at instance {index_text(index)} (of leading dims {list(lead)})"
+            if index
+            else f"{name}: contains NaN (its only instance: no leading dims)",
             index,
         )
 

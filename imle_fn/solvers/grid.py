@@ -102,7 +102,21 @@ def path_cost(costs: ArrayT, path: ArrayT) -> ArrayT:
     Returns:
         ``[*batch]`` float64 (NumPy) or the costs' dtype (torch) path costs; ``+inf`` cells off the
         path do not contribute.
+
+    Raises:
+        ValueError: ``costs`` with fewer than 2 dims, or shapes of ``costs`` and ``path`` that do
+            not broadcast.
     """
+    cost_shape, path_shape = tuple(np.shape(costs)), tuple(np.shape(path))
+    if len(cost_shape) < 2:
+        raise ValueError(f"costs: expected [*batch, H, W], got shape {cost_shape}")
+    try:
+        np.broadcast_shapes(cost_shape, path_shape)
+    except ValueError:
+        raise ValueError(
+            f"costs, path: shapes {cost_shape} and {path_shape} do not broadcast (expected both"
+            " [*batch, H, W])"
+        ) from None
     if isinstance(costs, torch.Tensor):
         picked = torch.where(
             path != 0, costs, torch.zeros((), dtype=costs.dtype, device=costs.device)

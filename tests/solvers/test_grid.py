@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imle_fn.core.contract import Solver
+from imle_fn.core.solving import map_solve
 from imle_fn.solvers.grid import GridShortestPath, path_cost, shortest_path
 from tests.helpers import HYP, assert_one_path, grids
 from tests.naive import brute_force_oracle, dijkstra_oracle, dijkstra_reference
@@ -359,3 +360,19 @@ def test_grid_shortest_path_in_the_compat_layer() -> None:
         assert_one_path(zb, 8)
     z.sum().backward()
     assert weights.grad is not None and torch.isfinite(weights.grad).all()
+
+
+def test_path_cost_refuses_shapes_that_do_not_line_up() -> None:
+    with pytest.raises(ValueError, match=r"costs, path: shapes \(5, 5\) and \(4, 5\)"):
+        path_cost(torch.ones(5, 5), torch.ones(4, 5))
+    with pytest.raises(ValueError, match=r"costs: expected \[\*batch, H, W\], got shape \(5,\)"):
+        path_cost(np.ones(5), np.ones(5))
+    costs = torch.arange(8.0).reshape(2, 2, 2)  # one path for a batch of costs: broadcasts
+    assert path_cost(costs, torch.eye(2)).tolist() == [3.0, 11.0]
+
+
+def test_an_unbatched_nan_grid_is_named_as_the_only_instance() -> None:
+    theta = -torch.ones(4, 4)
+    theta[1, 2] = math.nan
+    with pytest.raises(ValueError, match=r"^theta: contains NaN \(its only instance: no leading"):
+        map_solve(theta, GridShortestPath())  # main: "instance () (of leading dims [])"

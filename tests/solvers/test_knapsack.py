@@ -137,3 +137,16 @@ def test_equality_hashing_and_pickling_are_by_value() -> None:
     solver = Knapsack(user, 2)
     user[0] = 5  # the solver keeps its own copy
     assert solver.weights.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("capacity", [2**63 - 1, np.uint64(2**63 - 1), np.int64(2**63 - 1)])
+def test_the_largest_int64_capacity_is_accepted(capacity: object) -> None:
+    """main: 2**63 - 1 was refused as "not fitting in int64" (compared as float64, = 2**63)."""
+    z = map_solve(torch.tensor([1.0, 2.0, -1.0]), Knapsack([1, 2, 3], capacity))
+    assert z.tolist() == [1.0, 1.0, 0.0]  # everything fits; the negative score stays out
+
+
+@pytest.mark.parametrize("capacity", [2**63, 2**70, np.uint64(2**63), 2.0**63])
+def test_capacities_beyond_int64_name_the_value(capacity: object) -> None:
+    with pytest.raises(ValueError, match=r"capacity: expected integers that fit in int64, got 9|1"):
+        Knapsack([1, 2, 3], capacity)
