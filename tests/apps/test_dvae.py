@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import imle_fn
 from imle_fn.apps.cli import main
 from imle_fn.apps.dvae.data import (
     DATASETS,
@@ -290,7 +291,31 @@ def test_model_shapes_and_seeded_init() -> None:
 
 def test_seed_streams_are_fixed_and_distinct() -> None:
     assert seed_streams(4) == seed_streams(4)
-    assert len(set(seed_streams(4))) == 3 and seed_streams(4) != seed_streams(5)
+    assert len(set(seed_streams(4))) == 4 and seed_streams(4) != seed_streams(5)
+    spawned = np.random.SeedSequence(4).spawn(3)  # the first three as when three were spawned
+    assert seed_streams(4)[:3] == tuple(
+        int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in spawned
+    )
+
+
+def test_perturb_and_map_codes_are_not_samples_of_q() -> None:
+    """Why the benchmark reports a second NELBO: Sum-of-Gamma perturb-and-MAP at tau is much less
+    random than q = p(.; theta / tau), whose KL the NELBO charges (n = 20, k = 10, tau = 10, score
+    scale 10, 20,000 codes each: the per-item entropies differ by more than half)."""
+    g = torch.Generator().manual_seed(0)
+    theta = 10.0 * torch.randn(20, generator=g, dtype=torch.float64)
+    noise = sum_of_gamma((20000, 20), k=10.0, num_terms=10, generator=g, dtype=torch.float64)
+    pam = perturb_and_map(theta, noise, 10.0, TopK(10)).mean(0)
+    uniforms = torch.rand((20000, 20), generator=g, dtype=torch.float64)
+    exact = imle_fn.topk_sample(theta / 10.0, uniforms, 10).mean(0)
+    torch.testing.assert_close(exact, imle_fn.topk_marginals(theta / 10.0, 10), atol=0.02, rtol=0)
+
+    def entropy(mu: torch.Tensor) -> float:
+        mu = mu.clamp(1e-12, 1 - 1e-12)
+        return float(-(mu * mu.log() + (1 - mu) * (1 - mu).log()).sum())
+
+    assert entropy(pam) < 0.5 * entropy(exact)
+    assert float((pam - exact).abs().max()) > 0.2
 
 
 def test_mean_and_standard_error() -> None:
@@ -328,11 +353,14 @@ def test_smoke_run_all_methods_writes_finite_results(tmp_path: Path) -> None:
         assert row["seeds"] == [0, 1] and row["epochs"] == [2, 2]
         for key in ("test_nelbo", "test_nelbo_se", "test_recon", "test_kl", "train_loss"):
             assert math.isfinite(row[key]), (row["method"], key)
+        assert math.isfinite(row["test_nelbo_exact"]) and math.isfinite(row["test_nelbo_exact_se"])
     runs = load_records(out)
     assert len(runs) == 2 * len(METHODS)
     for run in runs:
         for e in run["epochs"]:
             assert e["test_nelbo"] == pytest.approx(e["test_recon"] + e["test_kl"])
+            assert e["test_nelbo_exact"] == pytest.approx(e["test_recon_exact"] + e["test_kl"])
+            assert e["test_recon_exact"] > 0 and e["test_recon_exact"] != e["test_recon"]
             assert e["test_kl"] >= -1e-6 and e["test_recon"] > 0
         probs = np.array(run["reconstructions"])
         assert probs.shape == (4, 64) and ((probs > 0) & (probs < 1)).all()

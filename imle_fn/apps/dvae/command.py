@@ -206,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
                 record["epochs"].append(dataclasses.asdict(epoch))
                 say(
                     f"[{record['method']} seed {record['seed']}] epoch {epoch.epoch}: test NELBO "
-                    f"{epoch.test_nelbo:.2f} (recon {epoch.test_recon:.2f} + KL {epoch.test_kl:.2f}) "
+                    f"{epoch.test_nelbo:.2f} (recon {epoch.test_recon:.2f} + KL {epoch.test_kl:.2f}), "
+                    f"exact q {epoch.test_nelbo_exact:.2f}, "
                     f"train loss {epoch.train_loss:.2f} ({epoch.time_train:.1f}s train, "
                     f"{epoch.time_eval:.1f}s eval, KL {epoch.time_kl:.1f}s)"
                 )
