@@ -228,6 +228,8 @@ def _gumbel(
     if _host_path(draw_device, backend):
         u = torch.rand(size, generator=generator, dtype=torch.float64)
         # torch.rand is on the grid m * 2**-53, m in [0, 2**53); the half-step shift makes it open.
+        if torch._C._functorch.is_batchedtensor(u):  # vmap(randomness='different'): per slice
+            return (u + 2.0**-54).log().neg().log().neg().to(device=device, dtype=dtype)
         # The logs run in NumPy: single-threaded, so they never wait on torch's intra-op thread pool.
         u_np = u.numpy().reshape(-1) + 2.0**-54
         return _to_tensor(-np.log(-np.log(u_np)), size, dtype, device)
@@ -247,6 +249,8 @@ def _gaussian(
     size, draw_device = _draw_args(shape, generator, dtype, device)
     if _host_path(draw_device, backend):
         eps = torch.randn(size, generator=generator, dtype=torch.float64)
+        if torch._C._functorch.is_batchedtensor(eps):  # vmap(randomness='different'): per slice
+            return eps.to(device=device, dtype=dtype)
         return _to_tensor(eps.numpy().reshape(-1), size, dtype, device)
     draw_dtype = _draw_dtype(dtype, draw_device)
     eps = torch.randn(size, generator=generator, dtype=draw_dtype, device=draw_device)
@@ -315,6 +319,14 @@ def _draw_seeds(num_blocks: int, generator: torch.Generator | None) -> np.ndarra
     seeds = torch.randint(
         -(2**63), 2**63 - 1, (num_blocks,), generator=generator, dtype=torch.int64
     )
+    if torch._C._functorch.is_batchedtensor(seeds):
+        raise RuntimeError(
+            "imle_fn.sum_of_gamma: called under torch.func.vmap(randomness='different') with"
+            " nothing that vmap batches, so each slice would need its own host draw, which its"
+            " CPU kernel cannot make; draw the noise outside vmap and pass it in with its in_dims"
+            " (an imle_fn.nn layer: give it batched scores, or its noise), or use"
+            " randomness='same'"
+        )
     return seeds.numpy().view(np.uint64)
 
 

@@ -34,7 +34,14 @@ from imle_fn.core.checks import (
 )
 from imle_fn.core.contract import SolverLike
 from imle_fn.estimators.adaptive import Norm, aimle, aimle_state, aimle_update
-from imle_fn.nn.base import HyperParameter, NoiseType, NoisyLayer, Reduction, hyper
+from imle_fn.nn.base import (
+    HyperParameter,
+    NoiseType,
+    NoisyLayer,
+    Reduction,
+    hyper,
+    solver_repr,
+)
 
 __all__ = ["AIMLE"]
 
@@ -183,7 +190,7 @@ class AIMLE(NoisyLayer):
 
     def extra_repr(self) -> str:
         return (
-            f"solver={self.solver!r}, target={self.target}, step={self.step},"
+            f"solver={solver_repr(self.solver)}, target={self.target}, step={self.step},"
             f" decay={self.decay}, alpha={self.alpha}, temperature={self.temperature},"
             f" target_temperature={self.target_temperature}, central={self.central},"
             f" norm={self.norm!r}, {self._noise_repr()}"

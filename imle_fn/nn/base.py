@@ -262,6 +262,15 @@ class NoisyLayer(torch.nn.Module):
         return text + f", num_samples={self.num_samples}, reduction={self.reduction!r}"
 
 
+def solver_repr(solver: object) -> str:
+    """The solver in a layer's ``extra_repr``: its repr, or its type's name while compiling
+    (``torch.func.vmap(layer)`` formats the layer, and dynamo cannot trace a dataclass repr's
+    recursion guard)."""
+    if torch.compiler.is_compiling():
+        return f"{type(solver).__name__}(...)"
+    return repr(solver)
+
+
 def _draw(
     shape: Sequence[int],
     dtype: torch.dtype,

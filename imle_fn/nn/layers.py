@@ -20,7 +20,14 @@ from imle_fn.estimators.central import imle_central
 from imle_fn.estimators.implicit_mle import imle
 from imle_fn.estimators.perturbed_optimizer import perturbed
 from imle_fn.estimators.straight_through import ste
-from imle_fn.nn.base import HyperParameter, NoiseType, NoisyLayer, Reduction, hyper
+from imle_fn.nn.base import (
+    HyperParameter,
+    NoiseType,
+    NoisyLayer,
+    Reduction,
+    hyper,
+    solver_repr,
+)
 
 __all__ = ["DBB", "IMLE", "STE", "CentralIMLE", "Perturbed"]
 
@@ -118,7 +125,7 @@ class IMLE(NoisyLayer):
 
     def extra_repr(self) -> str:
         return (
-            f"solver={self.solver!r}, lam={self.lam}, alpha={self.alpha},"
+            f"solver={solver_repr(self.solver)}, lam={self.lam}, alpha={self.alpha},"
             f" temperature={self.temperature}, target_temperature={self.target_temperature},"
             f" {self._noise_repr()}"
         )
@@ -208,7 +215,7 @@ class STE(NoisyLayer):
         return self._reduce(z, theta)
 
     def extra_repr(self) -> str:
-        return f"solver={self.solver!r}, temperature={self.temperature}, {self._noise_repr()}"
+        return f"solver={solver_repr(self.solver)}, temperature={self.temperature}, {self._noise_repr()}"
 
 
 class DBB(torch.nn.Module):
@@ -258,7 +265,7 @@ class DBB(torch.nn.Module):
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"solver={self.solver!r}, lam={self.lam}, clamp_costs={self.clamp_costs}"
+        return f"solver={solver_repr(self.solver)}, lam={self.lam}, clamp_costs={self.clamp_costs}"
 
 
 class Perturbed(NoisyLayer):
@@ -328,6 +335,6 @@ class Perturbed(NoisyLayer):
 
     def extra_repr(self) -> str:
         return (
-            f"solver={self.solver!r}, sigma={self.sigma}, noise_type={self.noise_type!r},"
+            f"solver={solver_repr(self.solver)}, sigma={self.sigma}, noise_type={self.noise_type!r},"
             f" num_samples={self.num_samples}, control_variate={self.control_variate}"
         )

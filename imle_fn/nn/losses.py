@@ -10,7 +10,7 @@ import torch
 from imle_fn.core.checks import check_choice, check_nonnegative
 from imle_fn.core.contract import SolverLike
 from imle_fn.estimators.fenchel_young import fenchel_young_loss
-from imle_fn.nn.base import HyperParameter, NoisyLayer, hyper
+from imle_fn.nn.base import HyperParameter, NoisyLayer, hyper, solver_repr
 
 __all__ = ["FenchelYoungLoss"]
 
@@ -93,6 +93,6 @@ class FenchelYoungLoss(NoisyLayer):
 
     def extra_repr(self) -> str:
         return (
-            f"solver={self.solver!r}, sigma={self.sigma}, noise_type={self.noise_type!r},"
+            f"solver={solver_repr(self.solver)}, sigma={self.sigma}, noise_type={self.noise_type!r},"
             f" num_samples={self.num_samples}, reduction={self.loss_reduction!r}"
         )

@@ -104,18 +104,21 @@ def path_cost(costs: ArrayT, path: ArrayT) -> ArrayT:
         path do not contribute.
 
     Raises:
-        ValueError: ``costs`` with fewer than 2 dims, or shapes of ``costs`` and ``path`` that do
-            not broadcast.
+        ValueError: ``costs`` or ``path`` with fewer than 2 dims, grids of different sizes ``H, W``,
+            or batch dims that do not broadcast.
     """
     cost_shape, path_shape = tuple(np.shape(costs)), tuple(np.shape(path))
-    if len(cost_shape) < 2:
-        raise ValueError(f"costs: expected [*batch, H, W], got shape {cost_shape}")
+    for name, shape in (("costs", cost_shape), ("path", path_shape)):
+        if len(shape) < 2:
+            raise ValueError(f"{name}: expected [*batch, H, W], got shape {shape}")
     try:
-        np.broadcast_shapes(cost_shape, path_shape)
+        if cost_shape[-2:] != path_shape[-2:]:
+            raise ValueError
+        np.broadcast_shapes(cost_shape[:-2], path_shape[:-2])
     except ValueError:
         raise ValueError(
-            f"costs, path: shapes {cost_shape} and {path_shape} do not broadcast (expected both"
-            " [*batch, H, W])"
+            f"costs, path: expected the same grid [H, W] and batch dims that broadcast, got shapes"
+            f" {cost_shape} and {path_shape}"
         ) from None
     if isinstance(costs, torch.Tensor):
         picked = torch.where(

@@ -388,6 +388,42 @@ def test_vmap_randomness_different_gives_per_slice_gradients() -> None:
     assert torch.equal(got, want)
 
 
+@pytest.mark.parametrize("cls", [inn.IMLE, inn.AIMLE, inn.STE])
+def test_a_vmapped_layer_compiles_whole(cls: Any) -> None:
+    """vmap formats the function it maps (repr): the layer's repr must not stop dynamo."""
+    thetas = torch.randn(4, 5, 6, generator=gen(10))
+    layer, twin = (cls(TOP2, num_samples=3, generator=6) for _ in range(2))
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda t: vmap(layer, randomness="different")(t), backend="aot_eager", fullgraph=True
+    )
+    assert torch.equal(compiled(thetas), vmap(twin, randomness="different")(thetas))
+    assert torch.equal(layer.rng_state, twin.rng_state)
+    assert "TopK(k=2" in repr(layer)  # eagerly the solver's own repr
+
+
+def test_per_slice_draws_from_unbatched_inputs() -> None:
+    """vmap(randomness='different') batching nothing the draw sees: Gumbel and Gaussian draw per
+    slice (torch's batched random ops); Sum-of-Gamma's host kernel cannot, and says so."""
+    theta = torch.randn(5, 6, generator=gen(11))
+    layer = inn.IMLE(TOP2, num_samples=3, generator=0)
+    message = r"sum_of_gamma: called under torch.func.vmap\(randomness='different'\) with nothing"
+    with pytest.raises(RuntimeError, match=message + r".*pass it in"):
+        vmap(lambda i: layer(theta), randomness="different")(torch.arange(4))
+    with pytest.raises(RuntimeError, match=message):
+        vmap(lambda i: imle_fn.sum_of_gamma((3,), k=2.0) + i, randomness="different")(
+            torch.arange(2)
+        )
+    for sampler in (imle_fn.gumbel, imle_fn.gaussian):
+        draws = vmap(lambda i, f=sampler: f((50,)) + 0 * i, randomness="different")(torch.arange(3))
+        assert draws.shape == (3, 50) and not torch.equal(draws[0], draws[1])
+    gumbel_layer = inn.IMLE(TOP2, noise_type="gumbel", num_samples=3, generator=0)
+    z = vmap(lambda i: gumbel_layer(theta), randomness="different")(torch.arange(4))
+    assert z.shape == (4, 3, 5, 6) and not torch.equal(z[0], z[1])
+    one = vmap(lambda i: layer(theta), randomness="same")(torch.arange(4))
+    assert all(torch.equal(one[0], one[v]) for v in range(4))
+
+
 PUBLIC = [getattr(inn, name) for name in inn.__all__ if inspect.isclass(getattr(inn, name))]
 PAPERS = {
     "IMLE": "arXiv:2106.01798",

@@ -363,10 +363,17 @@ def test_grid_shortest_path_in_the_compat_layer() -> None:
 
 
 def test_path_cost_refuses_shapes_that_do_not_line_up() -> None:
-    with pytest.raises(ValueError, match=r"costs, path: shapes \(5, 5\) and \(4, 5\)"):
+    grid = r"costs, path: expected the same grid \[H, W\] and batch dims that broadcast, got"
+    with pytest.raises(ValueError, match=grid + r" shapes \(5, 5\) and \(4, 5\)"):
         path_cost(torch.ones(5, 5), torch.ones(4, 5))
+    with pytest.raises(ValueError, match=grid + r" shapes \(3, 1\) and \(3, 3\)"):
+        path_cost(torch.ones(3, 1), torch.eye(3))  # broadcasts, but not the same grid
+    with pytest.raises(ValueError, match=grid + r" shapes \(2, 3, 3\) and \(4, 3, 3\)"):
+        path_cost(np.ones((2, 3, 3)), np.ones((4, 3, 3)))
     with pytest.raises(ValueError, match=r"costs: expected \[\*batch, H, W\], got shape \(5,\)"):
         path_cost(np.ones(5), np.ones(5))
+    with pytest.raises(ValueError, match=r"path: expected \[\*batch, H, W\], got shape \(\)"):
+        path_cost(torch.ones(3, 3), torch.tensor(1.0))
     costs = torch.arange(8.0).reshape(2, 2, 2)  # one path for a batch of costs: broadcasts
     assert path_cost(costs, torch.eye(2)).tolist() == [3.0, 11.0]
 
