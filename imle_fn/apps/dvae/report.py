@@ -143,20 +143,29 @@ def _curves(records: list[dict[str, Any]], path: Path) -> None:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    exact = all("test_nelbo_exact" in e for r in records for e in r["epochs"])
+    keys = (
+        ("test_nelbo", "test_nelbo_exact", "train_loss") if exact else ("test_nelbo", "train_loss")
+    )
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4))
     for method in dict.fromkeys(r["method"] for r in records):
         runs = [r for r in records if r["method"] == method]
         length = min(len(r["epochs"]) for r in runs)
         epochs = np.arange(1, length + 1)
-        for ax, key in zip(axes, ("test_nelbo", "train_loss"), strict=True):
+        for ax, key in zip(axes, keys, strict=True):
             values = np.array([[e[key] for e in r["epochs"][:length]] for r in runs])  # [seeds, E]
             mean = values.mean(0)
             (line,) = ax.plot(epochs, mean, label=f"{method} ({len(runs)} seeds)")
             if len(runs) > 1:
                 se = values.std(0, ddof=1) / math.sqrt(len(runs))
                 ax.fill_between(epochs, mean - se, mean + se, color=line.get_color(), alpha=0.2)
-    axes[0].set(xlabel="epoch", ylabel="test negative ELBO (nats / image)", title="test NELBO")
-    axes[1].set(xlabel="epoch", ylabel="training loss (nats / image)", title="training loss")
+    titles = {
+        "test_nelbo": ("test negative ELBO (nats / image)", "test NELBO, perturb-and-MAP codes"),
+        "test_nelbo_exact": ("test negative ELBO (nats / image)", "test NELBO, exact samples of q"),
+        "train_loss": ("training loss (nats / image)", "training loss"),
+    }
+    for ax, key in zip(axes, keys, strict=True):
+        ax.set(xlabel="epoch", ylabel=titles[key][0], title=titles[key][1])
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
