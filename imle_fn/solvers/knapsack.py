@@ -118,19 +118,20 @@ class Knapsack(ValueSemantics):
             i = int(plus.argmax())
             raise ValueError(f"theta: +inf score at {instance_name(i, N, batch)}")
         rows = np.arange(N) % B
-        capacity = self.capacity.reshape(B)[rows]  # [N]
+        given = self.capacity.reshape(B)[rows]  # [N]
         w = weights[rows]  # [N, n]
         # The total weight of the items that can be taken (positive score, weight <= capacity)
         # bounds the useful capacity; summed in float64 (no overflow), cast after the size check.
-        fits = (scores > 0) & (w <= capacity[:, None])
+        fits = (scores > 0) & (w <= given[:, None])
         useful = np.where(fits, w, 0).sum(axis=1, dtype=np.float64)  # [N]
-        capacity = np.minimum(capacity, useful)  # [N]
+        capacity = np.minimum(given, useful)  # [N]
         cells = n * (capacity + 1.0)
         if (cells > MAX_TABLE).any():
             i = int(cells.argmax())
             raise ValueError(
                 f"capacity: the dynamic-programming table of {instance_name(i, N, batch)} would"
-                f" have {int(cells[i])} cells (n = {n}, capacity {int(capacity[i])}), more than"
+                f" have {int(cells[i])} cells (n = {n}, capacity {int(given[i])}, of which"
+                f" {int(capacity[i])} can be used: the weight of the items that fit), more than"
                 f" {MAX_TABLE}: scale the weights and the capacity down"
             )
         return knapsack.solve(np.ascontiguousarray(scores), weights, capacity.astype(np.int64))

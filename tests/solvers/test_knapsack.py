@@ -118,6 +118,10 @@ def test_weights_must_be_whole_numbers_and_other_bad_input() -> None:
     huge = Knapsack([MAX_TABLE, MAX_TABLE], MAX_TABLE)
     with pytest.raises(ValueError, match="capacity: the dynamic-programming table of instance 0"):
         map_solve(torch.ones(1, 2), huge)
+    bigger = Knapsack([MAX_TABLE, 1], 2**41)  # the user's capacity quoted, and the part used
+    used = rf"capacity {2**41}, of which {MAX_TABLE + 1} can be used"
+    with pytest.raises(ValueError, match=used):
+        map_solve(torch.ones(1, 2), bigger)
     # The capacity is capped at the weight of the positive-score items that fit: fine here.
     assert map_solve(torch.tensor([[-1.0, -1.0]]), huge).tolist() == [[0.0, 0.0]]
     too_heavy = Knapsack([2 * MAX_TABLE, 1], MAX_TABLE)
