@@ -17,7 +17,9 @@ hand-threaded recipe
 step for step (tests/nn/test_adaptive.py pins identical trajectories), eagerly and under
 `torch.compile` (the sink is an input of the compiled graph; its hook runs in autograd's engine).
 In eval mode, under ``torch.no_grad()`` or when no backward reaches the layer, the state is used
-and left unchanged.
+and left unchanged; that includes `torch.func.grad` / ``vjp`` of a function calling the layer,
+which differentiate only their own inputs (there, pass the state through `functional_call` and
+thread it with `imle_fn.aimle_update`, as below).
 """
 
 from __future__ import annotations
