@@ -258,10 +258,13 @@ def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int
                 f"{name}: expected integers, got {type(value).__name__} ({err})"
             ) from None
         if array.dtype == object and array.size and all(type(v) is int for v in array.flat):
-            index = next(i for i, v in np.ndenumerate(array) if not -(2**63) <= v < 2**63)
-            raise ValueError(
-                f"{name}: expected integers that fit in int64, got {array[index]} at index {index}"
-            )
+            outside = [i for i, v in np.ndenumerate(array) if not -(2**63) <= v < 2**63]
+            if outside:
+                raise ValueError(
+                    f"{name}: expected integers that fit in int64, got {array[outside[0]]} at"
+                    f" index {outside[0]}"
+                )
+            array = array.astype(np.int64)  # Python ints that all fit
         if array.dtype.kind not in "iuf":
             raise TypeError(
                 f"{name}: expected integers, got {type(value).__name__} of dtype {array.dtype}"

@@ -111,6 +111,9 @@ def sum_of_gamma(
             ``shape``, a non-positive ``num_terms``, a negative dimension in ``shape``, an unknown
             ``device``, or float64 requested on MPS.
         TypeError: an argument of the wrong type.
+        RuntimeError: called under `torch.func.vmap` with ``randomness='error'`` (vmap's default;
+            torch's own error), or on the CPU with ``randomness='different'`` (its kernel cannot
+            draw per slice: draw outside vmap and pass the noise in).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -153,6 +156,8 @@ def gumbel(
         ValueError: a negative dimension in ``shape``, an unknown ``device``, float64 requested
             on MPS.
         TypeError: an argument of the wrong type.
+        RuntimeError: called under `torch.func.vmap` with ``randomness='error'`` (vmap's default;
+            torch's own error). ``'different'`` draws per slice, ``'same'`` once for all.
     """
     return _gumbel(shape, generator, dtype, device, "auto")
 
@@ -181,6 +186,8 @@ def gaussian(
         ValueError: a negative dimension in ``shape``, an unknown ``device``, float64 requested
             on MPS.
         TypeError: an argument of the wrong type.
+        RuntimeError: called under `torch.func.vmap` with ``randomness='error'`` (vmap's default;
+            torch's own error). ``'different'`` draws per slice, ``'same'`` once for all.
     """
     return _gaussian(shape, generator, dtype, device, "auto")
 
@@ -363,7 +370,9 @@ def _device_sum_of_gamma(
     for first in range(0, num_terms, step):
         count = min(step, num_terms - first)
         g = torch._standard_gamma(alpha.expand(count, n), generator=generator)  # [count, n]
-        acc += g.mul_(inv_i[first : first + count, None]).sum(dim=0)
+        term = g.mul_(inv_i[first : first + count, None]).sum(dim=0)
+        # Under vmap(randomness='different') the draws are batched: accumulate out of place.
+        acc = acc + term if torch._C._functorch.is_batchedtensor(term) else acc.add_(term)
     return (acc - alpha * math.log(num_terms)).reshape(size)
 
 

@@ -434,6 +434,15 @@ def _finite_cotangent(estimator: Estimator, dout: torch.Tensor, saved: Saved) ->
     dim). Elsewhere (other devices: no read-back; compiled graphs, dispatch modes) its non-finite
     entries become NaN, which the solver boundary refuses (`_blame_backward` names ``dz``)."""
     data, vmapped = _data_of(dout)
+    if data is None and dout.is_cpu and not _is_traced(dout):
+        # A tensor subclass or a dispatch mode (e.g. FlopCounterMode): real data, read through it.
+        if not bool(torch.isfinite(dout).all()):
+            raise ValueError(
+                f"{estimator.name}: the gradient of its output (dz): contains NaN or an infinite"
+                " value (seen through a tensor subclass or a dispatch mode; call it on a plain"
+                " tensor to locate the instance)"
+            )
+        return dout
     if data is None or not data.is_cpu:
         return torch.where(torch.isfinite(dout), dout, torch.nan)
     if not data.numel() or math.isfinite(data.detach().sum()):
@@ -450,6 +459,18 @@ def _finite_cotangent(estimator: Estimator, dout: torch.Tensor, saved: Saved) ->
         data = data.movedim(vmapped[0], ns)  # [*sample, V, *batch, *event]
     check_no_nan_split(what, data, ns, ndim, finite=True)
     return dout
+
+
+def _is_traced(value: torch.Tensor) -> bool:
+    """True while compiling or for fake / functional tensors: no data to read."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return (
+        torch.compiler.is_compiling()
+        or is_fake(value)
+        or torch._is_functional_tensor(value)
+        or value.is_meta
+    )
 
 
 def _data_of(value: torch.Tensor) -> tuple[torch.Tensor | None, list[int]]:
@@ -600,10 +621,23 @@ def _estimate_vjp_op(
     estimator = _rebuild(name, flags, hyper.tolist())
     saved = Saved(theta, noise, out, residual, Solve.from_handle(handle, event_ndim), state)
     dtheta, dstate = _backward(estimator, dout, saved)
-    dtheta = dtheta.contiguous()
+    inputs = (dout, theta, noise, out, residual, state)
+    dtheta = _not_aliasing(dtheta.contiguous(), inputs)  # STE's gradient is dout itself
     if dstate is None:
         return dtheta, theta.new_empty(0)
-    return dtheta, dstate.contiguous()
+    return dtheta, _not_aliasing(dstate.contiguous(), inputs)
+
+
+def _not_aliasing(result: torch.Tensor, inputs: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """``result``, cloned if it shares memory with one of a custom op's ``inputs`` (an op's
+    outputs must not alias its inputs)."""
+    if result.numel() == 0:
+        return result
+    ptr = result.untyped_storage().data_ptr()
+    for t in inputs:
+        if t is not None and t.numel() and t.untyped_storage().data_ptr() == ptr:
+            return result.clone()
+    return result
 
 
 @_estimate_vjp_op.register_fake

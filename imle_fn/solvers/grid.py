@@ -104,9 +104,21 @@ def path_cost(costs: ArrayT, path: ArrayT) -> ArrayT:
         path do not contribute.
 
     Raises:
+        TypeError: ``costs`` or ``path`` not a NumPy array or torch tensor of real numbers (a
+            NumPy ``path`` with torch ``costs`` is converted).
         ValueError: ``costs`` or ``path`` with fewer than 2 dims, grids of different sizes ``H, W``,
             or batch dims that do not broadcast.
     """
+    for name, value in (("costs", costs), ("path", path)):
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise TypeError(
+                f"{name}: expected a NumPy array or a torch tensor, got {type(value).__name__}"
+            )
+        kind = value.dtype.is_complex if isinstance(value, torch.Tensor) else None
+        if kind or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+            raise TypeError(f"{name}: expected real numbers, got dtype {value.dtype}")
+    if isinstance(costs, torch.Tensor) and not isinstance(path, torch.Tensor):
+        path = torch.as_tensor(path, device=costs.device)
     cost_shape, path_shape = tuple(np.shape(costs)), tuple(np.shape(path))
     for name, shape in (("costs", cost_shape), ("path", path_shape)):
         if len(shape) < 2:

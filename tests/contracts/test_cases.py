@@ -678,3 +678,46 @@ def test_ste_passes_an_infinite_cotangent_through_as_autograd_does() -> None:
     theta, noise, w = _inf_dz_case(1.0)
     got = grad_of(lambda t: run("ste", t, noise, TOP2), theta, w)
     assert torch.equal(got, w)  # STE's gradient is the cotangent (averaged over equal samples)
+
+
+@pytest.mark.parametrize("name", ["perturbed", "imle"])
+def test_an_infinite_cotangent_is_refused_through_subclasses_and_dispatch_modes(name: str) -> None:
+    """main: perturbed returned NaN gradients (imle blamed the targets) under FlopCounterMode or
+    with a tensor-subclass cotangent: the data is read through them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class Tagged(torch.Tensor):
+        pass
+
+    theta, noise, w = _inf_dz_case(1.0)
+    t = theta.clone().requires_grad_()
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return run(name, x, noise, TOP2).reshape(-1, 3, 6).mean(0)  # [3, 6] for both
+
+    message = rf"^{name}: the gradient of its output \(dz\): contains NaN or an infinite value"
+    with pytest.raises(ValueError, match=message), FlopCounterMode(display=False):
+        torch.autograd.grad(fn(t), t, w)
+    either = rf"^{name}: the gradient of its output \(dz\): contains (NaN or )?an infinite value"
+    with pytest.raises(ValueError, match=either):
+        torch.autograd.grad(fn(t), t, w.as_subclass(Tagged))
+    finite = w.nan_to_num(posinf=1.0)
+    with FlopCounterMode(display=False):
+        (got,) = torch.autograd.grad(fn(t), t, finite)
+    assert torch.equal(got, grad_of(fn, theta, finite))
+
+
+@pytest.mark.parametrize("samples", [None, 1, 3])
+def test_compiled_ste_backward_is_the_cotangent(samples: int | None) -> None:
+    """main: without a sample dim STE's compiled backward returned its input (dz) from the custom
+    op, which torch refuses ("must not alias any inputs")."""
+    theta = torch.randn(3, 6, generator=gen(50), dtype=F64)
+    shape = (3, 6) if samples is None else (samples, 3, 6)
+    noise = gumbel(shape, generator=gen(51), dtype=F64)
+    w = torch.randn(3, 6, generator=gen(52), dtype=F64)
+    torch._dynamo.reset()
+    compiled = torch.compile(
+        lambda t: run("ste", t, noise, TOP2), backend="aot_eager", fullgraph=True
+    )
+    got = grad_of(lambda t: compiled(t).sum(0) if samples else compiled(t), theta, w)
+    torch.testing.assert_close(got, w)  # STE: the mean over samples of their cotangents (each w)

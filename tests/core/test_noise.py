@@ -818,3 +818,20 @@ def test_cuda_k_on_another_device_and_bad_k() -> None:
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match=r"^k: .*index \(1, 0\)"):
         sum_of_gamma((3, 5), k=torch.tensor([[1.0], [0.0], [2.0]], device="cuda"), device="cuda")
+
+
+def test_device_path_draws_per_slice_under_vmap_randomness_different() -> None:
+    """The device path (a GPU generator's) under vmap(randomness='different') with nothing batched:
+    every sampler draws per slice; the same seed gives the same draws (main: Sum-of-Gamma's in-place
+    accumulation raised a shape error)."""
+    from torch.func import vmap
+
+    for draw in (
+        lambda g: noise._sum_of_gamma((50,), 3.0, 10, g, F64, None, "torch"),
+        lambda g: noise._gumbel((50,), g, F64, None, "torch"),
+        lambda g: noise._gaussian((50,), g, F64, None, "torch"),
+    ):
+        a = vmap(lambda i, d=draw: d(gen(4)) + 0 * i, randomness="different")(torch.arange(3.0))
+        b = vmap(lambda i, d=draw: d(gen(4)) + 0 * i, randomness="different")(torch.arange(3.0))
+        assert a.shape == (3, 50) and a.dtype == F64 and torch.equal(a, b)
+        assert not torch.equal(a[0], a[1]) and not torch.equal(a[1], a[2])

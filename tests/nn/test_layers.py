@@ -424,6 +424,16 @@ def test_per_slice_draws_from_unbatched_inputs() -> None:
     assert all(torch.equal(one[0], one[v]) for v in range(4))
 
 
+def test_the_default_ste_layer_compiles_with_its_backward() -> None:
+    """num_samples=None: the compiled backward returns the cotangent (main: an aliasing error)."""
+    layer = inn.STE(TOP2, generator=0)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    theta = torch.randn(3, 6, generator=gen(12), requires_grad=True)
+    w = torch.randn(3, 6, generator=gen(13))
+    (compiled(theta) * w).sum().backward()
+    assert theta.grad is not None and torch.equal(theta.grad, w)
+
+
 PUBLIC = [getattr(inn, name) for name in inn.__all__ if inspect.isclass(getattr(inn, name))]
 PAPERS = {
     "IMLE": "arXiv:2106.01798",

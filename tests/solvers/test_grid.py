@@ -374,6 +374,14 @@ def test_path_cost_refuses_shapes_that_do_not_line_up() -> None:
         path_cost(np.ones(5), np.ones(5))
     with pytest.raises(ValueError, match=r"path: expected \[\*batch, H, W\], got shape \(\)"):
         path_cost(torch.ones(3, 3), torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"costs: expected a NumPy array or a torch tensor, got"):
+        path_cost(None, np.eye(3))  # type: ignore[type-var]
+    with pytest.raises(TypeError, match=r"costs: expected real numbers, got dtype <U1"):
+        path_cost(np.array([["a", "b"], ["c", "d"]]), np.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"costs: expected real numbers, got dtype torch.complex64"):
+        path_cost(torch.ones(3, 3, dtype=torch.complex64), torch.eye(3))
+    mixed: Any = path_cost(torch.ones(3, 3), np.eye(3))  # type: ignore[type-var]
+    assert float(mixed) == 3.0  # a NumPy path with torch costs is converted
     costs = torch.arange(8.0).reshape(2, 2, 2)  # one path for a batch of costs: broadcasts
     assert path_cost(costs, torch.eye(2)).tolist() == [3.0, 11.0]
 

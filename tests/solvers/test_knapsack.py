@@ -154,3 +154,14 @@ def test_the_largest_int64_capacity_is_accepted(capacity: object) -> None:
 def test_capacities_beyond_int64_name_the_value(capacity: object) -> None:
     with pytest.raises(ValueError, match=r"capacity: expected integers that fit in int64, got 9|1"):
         Knapsack([1, 2, 3], capacity)
+
+
+def test_object_arrays_of_python_ints_are_integers() -> None:
+    """main: StopIteration when every int of an object array fitted in int64."""
+    solver = Knapsack(np.array([1, 2], dtype=object), np.array(3, dtype=object))
+    assert solver == Knapsack([1, 2], 3)
+    with pytest.raises(
+        ValueError,
+        match=rf"weights: expected integers that fit in int64, got {2**64} at index \(1,\)",
+    ):
+        Knapsack(np.array([1, 2**64], dtype=object), 3)

@@ -24,14 +24,16 @@ Differences from the papers, all deliberate:
 * **KL term.** Both references regularise with ``sum_blocks KL(softmax(theta_b) || uniform(1/n))``,
   the KL of a *categorical* (1-subset) code, although the code is a 10-subset. Here the KL is the
   exact one of the k-subset family to its uniform prior (`elbo.kl_to_uniform`), in training and in
-  the test NELBO, so the reported NELBO is a proper bound (up to the approximate sampler, below).
-* **Temperature in the variational law.** Codes are sampled as ``TopK(theta + tau * eps)``, which
-  samples (approximately) the k-subset family with parameters ``theta / tau``; the KL is therefore
-  taken at ``theta / tau``. The references ignore ``tau`` in their KL.
-* **Sampler.** Test codes come from Sum-of-Gamma perturb-and-MAP at the method's ``tau`` for every
-  method (approximate samples of ``q``; exact samples need SIMPLE, issue 13). The reconstruction
-  term uses ``--eval-samples`` codes per test image (default 1); training uses ``--samples`` (default
-  1), averaged (torch-adaptive-imle sums over samples).
+  both test NELBOs.
+* **Temperature in the variational law.** The I-MLE family's codes are ``TopK(theta + tau * eps)``,
+  which the papers treat as samples of the k-subset family with parameters ``theta / tau``; the KL
+  is therefore taken at ``theta / tau``. The references ignore ``tau`` in their KL.
+* **Samplers.** Test codes come, for every method, from Sum-of-Gamma perturb-and-MAP at ``tau``
+  (the papers' protocol) and from exact samples of ``q`` (`imle_fn.topk_sample`). Only the second
+  gives a bound: perturb-and-MAP codes are not samples of ``q`` and are far less random at the
+  scores learnt here (`train.py`'s docstring; ``tests/apps/test_dvae.py``). The reconstruction
+  term uses ``--eval-samples`` codes per test image (default 1); training uses ``--samples``
+  (default 1), averaged (torch-adaptive-imle sums over samples).
 * **Per-method details.** ``ste`` uses the same SoG noise at ``tau`` as ``imle`` (torch-adaptive-imle's
   default is no noise); ``aimle`` uses central differences, target 10 and step 1e-3 like
   torch-adaptive-imle's DVAE command, but initial beta 1 (there 0, reached over its 600 steps per

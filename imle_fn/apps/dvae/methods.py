@@ -3,9 +3,10 @@
 Every method sees the same model, the same exact KL and (but SIMPLE) the same noise: Sum-of-Gamma noise
 ``eps ~ SoG(k, num_terms)`` (`imle_fn.sum_of_gamma` with ``k`` = the subset size), scaled by the noise
 temperature ``tau``, and `imle_fn.TopK` as the MAP solver. With scores ``theta`` the variational law of
-a block is the k-subset family ``q(z) = p(z; theta / tau)``, which perturb-and-MAP
-``z = TopK(theta + tau * eps)`` samples (approximately: SoG noise makes a k-subset's total score
-Gumbel-like, not its law exact). Methods differ only in the codes the decoder sees during training
+a block is the k-subset family ``q(z) = p(z; theta / tau)``, which the papers sample by
+perturb-and-MAP ``z = TopK(theta + tau * eps)``. That is not a sample of ``q``: SoG noise makes a
+k-subset's total score Gumbel-like, not its law exact, and at the scores learnt here those codes
+are far less random than ``q`` (``tests/apps/test_dvae.py``). Methods differ only in the codes the decoder sees during training
 and in how the gradient reaches ``theta``:
 
 * ``imle``: `imle_fn.imle`, target ``theta - lam * dz`` with the same noise, gradient
@@ -106,8 +107,9 @@ class MethodSettings:
 def perturb_and_map(
     theta: torch.Tensor, noise: torch.Tensor, temperature: float, solver: TopK | TimedSolver
 ) -> torch.Tensor:
-    """``[S, *batch, n]`` codes ``TopK(theta + temperature * noise)`` (no gradient): the sampler of
-    ``q = p(.; theta / temperature)`` that every method is evaluated with."""
+    """``[S, *batch, n]`` codes ``TopK(theta + temperature * noise)`` (no gradient): the
+    perturb-and-MAP codes every method is evaluated with in the papers' protocol (not samples of
+    ``q = p(.; theta / temperature)``; the exact-q evaluation uses `imle_fn.topk_sample`)."""
     return map_solve(theta + temperature * noise, solver)
 
 
