@@ -281,13 +281,12 @@ def check_int_array(name: str, value: object, *, minimum: int = 0, min_ndim: int
             raise ValueError(
                 f"{name}: expected whole numbers, got {array[index].item()!r} at index {index}"
             )
+    big = None  # signed integers fit already
     if array.dtype.kind == "f":
         big = np.abs(array) >= 2.0**63
     elif array.dtype.kind == "u":
         big = array > np.iinfo(np.int64).max
-    else:
-        big = np.zeros(array.shape, dtype=bool)
-    if big.any():
+    if big is not None and big.any():
         index = tuple(int(i) for i in np.argwhere(big)[0])
         raise ValueError(
             f"{name}: expected integers that fit in int64, got {array[index].item()!r} at index"

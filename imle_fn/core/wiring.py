@@ -433,23 +433,21 @@ def _finite_cotangent(estimator: Estimator, dout: torch.Tensor, saved: Saved) ->
     first bad (sample, instance) named in a ValueError (a vmapped dim counts as a leading batch
     dim). Elsewhere (other devices: no read-back; compiled graphs, dispatch modes) its non-finite
     entries become NaN, which the solver boundary refuses (`_blame_backward` names ``dz``)."""
+    what = f"{estimator.name}: the gradient of its output (dz)"
     data, vmapped = _data_of(dout)
-    if data is None and dout.is_cpu and not _is_traced(dout):
-        # A tensor subclass or a dispatch mode (e.g. FlopCounterMode): real data, read through it.
+    if not dout.is_cpu or (data is None and _is_traced(dout)):
+        return torch.where(torch.isfinite(dout), dout, torch.nan)
+    if data is None:  # a tensor subclass or a dispatch mode (FlopCounterMode): read through it
         if not bool(torch.isfinite(dout).all()):
             raise ValueError(
-                f"{estimator.name}: the gradient of its output (dz): contains NaN or an infinite"
-                " value (seen through a tensor subclass or a dispatch mode; call it on a plain"
-                " tensor to locate the instance)"
+                f"{what}: contains NaN or an infinite value (seen through a tensor subclass or a"
+                " dispatch mode; call it on a plain tensor to locate the instance)"
             )
         return dout
-    if data is None or not data.is_cpu:
-        return torch.where(torch.isfinite(dout), dout, torch.nan)
     if not data.numel() or math.isfinite(data.detach().sum()):
         return dout
     ns = max(dout.ndim - saved.theta.ndim, 0)
     ndim = min(saved.solve.event_ndim, dout.ndim)
-    what = f"{estimator.name}: the gradient of its output (dz)"
     if len(vmapped) > 1:
         raise ValueError(
             f"{what}: contains NaN or an infinite value (under nested torch.func.vmap; call the"
@@ -581,7 +579,8 @@ def _estimate_op(
     out, residual = estimator.forward(theta, noise, Solve.from_handle(handle, event_ndim))
     out = out.to(theta.dtype)
     # Fresh, contiguous outputs: the fake below promises exactly that.
-    return out.contiguous().clone() if out is theta else out.contiguous(), residual.contiguous()
+    inputs = (theta, noise, state)
+    return _not_aliasing(out.contiguous(), inputs), _not_aliasing(residual.contiguous(), inputs)
 
 
 @_estimate_op.register_fake

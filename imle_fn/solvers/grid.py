@@ -114,8 +114,11 @@ def path_cost(costs: ArrayT, path: ArrayT) -> ArrayT:
             raise TypeError(
                 f"{name}: expected a NumPy array or a torch tensor, got {type(value).__name__}"
             )
-        kind = value.dtype.is_complex if isinstance(value, torch.Tensor) else None
-        if kind or (isinstance(value, np.ndarray) and value.dtype.kind not in "biuf"):
+        if isinstance(value, torch.Tensor):
+            real = not value.dtype.is_complex
+        else:
+            real = value.dtype.kind in "biuf"
+        if not real:
             raise TypeError(f"{name}: expected real numbers, got dtype {value.dtype}")
     if isinstance(costs, torch.Tensor) and not isinstance(path, torch.Tensor):
         path = torch.as_tensor(path, device=costs.device)

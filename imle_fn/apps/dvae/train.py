@@ -99,13 +99,14 @@ def evaluate(
     samples: int,
     batch_size: int,
     timer: Timer,
-    exact_generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per-image reconstruction NLL and KL, the first sample's pixel probabilities, and (with
-    ``exact_generator``) the reconstruction NLL of exact samples of ``q``.
+    exact_generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image reconstruction NLL of perturb-and-MAP codes (drawn with ``generator``) and KL,
+    the first code's pixel probabilities, and the reconstruction NLL of exact samples of ``q``
+    (uniforms from ``exact_generator``).
 
     Returns:
-        ``(recon [N], kl [N], probs [N, D], recon_exact [N] or None)`` in nats; ``probs`` =
+        ``(recon [N], kl [N], probs [N, D], recon_exact [N])`` in nats; ``probs`` =
         ``sigmoid(decode(z))`` of the first perturb-and-MAP code.
     """
     k = method.settings.k
@@ -120,14 +121,12 @@ def evaluate(
             with timer("kl"):
                 kl.append(kl_to_uniform(theta / method.temperature, k).sum(-1))
             probs.append(torch.sigmoid(logits[0]))
-            if exact_generator is not None:
-                uniforms = torch.rand(
-                    (samples, *theta.shape), generator=exact_generator, dtype=theta.dtype
-                )
-                exact = topk_sample(theta / method.temperature, uniforms, k)  # codes ~ q
-                recon_exact.append(bernoulli_nll(model.decode(exact), chunk).mean(0))
-    exact_nll = torch.cat(recon_exact) if exact_generator is not None else None
-    return torch.cat(recon), torch.cat(kl), torch.cat(probs), exact_nll
+            uniforms = torch.rand(
+                (samples, *theta.shape), generator=exact_generator, dtype=theta.dtype
+            )
+            exact = topk_sample(theta / method.temperature, uniforms, k)  # codes ~ q
+            recon_exact.append(bernoulli_nll(model.decode(exact), chunk).mean(0))
+    return torch.cat(recon), torch.cat(kl), torch.cat(probs), torch.cat(recon_exact)
 
 
 def train_run(
@@ -200,7 +199,6 @@ def train_run(
             samples=config.eval_samples, batch_size=config.eval_batch_size, timer=timer,
             exact_generator=torch.Generator().manual_seed(exact_seed),
         )  # fmt: skip
-        assert recon_x is not None
         record = EpochRecord(
             epoch=epoch,
             train_loss=train_loss,
